@@ -1,0 +1,481 @@
+r"""Flax Linen modules around the pure cells: one-step cells and recurrent layers.
+
+The modules hold no logic of their own: they create the parameter pytree of
+:mod:`lstmjax.cells` (same names, same fused layout) and run the same pure step functions over
+time with :func:`scan_cell`.
+
+Conventions
+-----------
+* Inputs are batch-major, ``<float>[batch, time, features]``, right-padded; ``lengths
+  <int>[batch]`` gives each sequence's number of valid steps (``0 <= length <= time``).
+* Outputs are ``<float>[batch, time, directions*hidden]`` with padded positions set to zero.
+* Final states follow PyTorch: ``<float>[num_layers*directions, batch, hidden]``, ordered
+  ``layer_0 forward, layer_0 backward, layer_1 forward, ...``, each taken at the sequence's true
+  length (for the backward direction: after reading the sequence's first token).
+* The backward direction of a bidirectional layer reads each sequence's own valid tokens in
+  reverse (``x_{L-1}, ..., x_0``), never the padding.
+* Parameters live under ``layer_{l}_forward`` / ``layer_{l}_backward``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lstmjax import cells
+
+Array = jax.Array
+
+__all__ = [
+    "GRU",
+    "GRUCell",
+    "LSTM",
+    "LSTMCell",
+    "SimpleRNN",
+    "SimpleRNNCell",
+    "reverse_sequences",
+    "scan_cell",
+]
+
+_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+# ---------------------------------------------------------------------------------------------
+# The time loop
+# ---------------------------------------------------------------------------------------------
+
+
+def scan_cell(step: Callable, params, inputs: Array, carry, lengths: Array | None = None):
+    """Run ``step(params, carry, x_t) -> (carry, y_t)`` over time with ``lax.scan``.
+
+    With ``lengths``, steps at ``t >= length`` leave the carry unchanged and output zeros, so
+    the final carry is the state at each sequence's true length.
+
+    Args:
+      step: a pure cell step, e.g. :func:`lstmjax.cells.lstm_step` (or a ``*_step_projected``
+        with pre-projected inputs).
+      params: the cell's parameter pytree.
+      inputs: ``<float>[batch, time, features]``.
+      carry: the initial carry (a pytree of ``<float>[batch, hidden]``).
+      lengths: ``<int>[batch]`` valid steps per sequence, or ``None`` for all ``time`` steps.
+
+    Returns:
+      ``(final_carry, outputs)`` with outputs ``<float>[batch, time, hidden]``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from lstmjax import cells
+      >>> p = cells.init_lstm_params(jax.random.key(0), 3, 4)
+      >>> x = jnp.ones((2, 5, 3))
+      >>> zeros = jnp.zeros((2, 4))
+      >>> (h, c), y = scan_cell(cells.lstm_step, p, x, (zeros, zeros), jnp.array([5, 2]))
+      >>> y.shape, bool(jnp.all(y[1, 2:] == 0)), bool(jnp.allclose(h[1], y[1, 1]))
+      ((2, 5, 4), True, True)
+    """
+    xs = jnp.swapaxes(inputs, 0, 1)  # (T, B, F): scan runs over the leading axis
+    time = xs.shape[0]
+
+    if lengths is None:
+
+        def body(carry, x_t):
+            return step(params, carry, x_t)
+
+        carry, ys = jax.lax.scan(body, carry, xs)
+    else:
+        valid = jnp.arange(time, dtype=lengths.dtype)[:, None] < lengths[None, :]  # (T, B)
+
+        def body(carry, inp):
+            x_t, valid_t = inp
+            new_carry, y_t = step(params, carry, x_t)
+            keep = valid_t[:, None]  # (B, 1)
+            carry = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_carry, carry)
+            return carry, jnp.where(keep, y_t, jnp.zeros_like(y_t))
+
+        carry, ys = jax.lax.scan(body, carry, (xs, valid))
+    return carry, jnp.swapaxes(ys, 0, 1)  # (B, T, H)
+
+
+def reverse_sequences(inputs: Array, lengths: Array | None) -> Array:
+    """Reverse each sequence's first ``length`` steps in place, leaving its padding where it is.
+
+    ``[x0, x1, x2, pad] -> [x2, x1, x0, pad]`` for length 3. Applying it twice is the identity,
+    so the same call maps a backward pass's outputs back to input order.
+
+    Args:
+      inputs: ``<any>[batch, time, ...]``.
+      lengths: ``<int>[batch]``, or ``None`` to reverse the whole time axis.
+
+    Returns:
+      An array like ``inputs``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.arange(8).reshape(2, 4)
+      >>> reverse_sequences(x, jnp.array([3, 0])).tolist()
+      [[2, 1, 0, 3], [4, 5, 6, 7]]
+    """
+    if lengths is None:
+        return jnp.flip(inputs, axis=1)
+    time = inputs.shape[1]
+    t = jnp.arange(time, dtype=lengths.dtype)[None, :]  # (1, T)
+    idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (B, T)
+    idx = idx.reshape(idx.shape + (1,) * (inputs.ndim - 2))
+    return jnp.take_along_axis(inputs, idx, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# One-step cells (Linen)
+# ---------------------------------------------------------------------------------------------
+
+
+class _Cell(nn.Module):
+    """Shared machinery: parameters from a pure ``init_*_params``; steps from pure functions."""
+
+    _param_names: ClassVar[tuple[str, ...]]
+    _input_bias: ClassVar[str]
+    _gates: ClassVar[int]
+
+    def _init_params(self, key, in_features: int):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @nn.compact
+    def cell_params(self, in_features: int) -> dict[str, Array]:
+        """The cell's parameter pytree (created on first use), laid out as in :mod:`lstmjax.cells`."""
+        draw = functools.partial(self._init_params, in_features=in_features)
+        return {name: self.param(name, lambda key, n=name: draw(key)[n]) for name in self._param_names}
+
+    def __call__(self, carry, x_t: Array):
+        params = self.cell_params(x_t.shape[-1])
+        return self.step(params, carry, x_t)
+
+    # Pure functions of (params, carry, input): what the layers scan over.
+    def step(self, params, carry, x_t):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def step_projected(self, params, carry, xw_t):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def project_inputs(self, params, inputs: Array) -> Array:
+        """``inputs @ W_x + b`` for all steps at once: ``<float>[..., features] -> [..., G*hidden]``."""
+        return inputs @ params["W_x"] + params[self._input_bias]
+
+    def initial_carry(self, batch_size: int, dtype=jnp.float32):
+        """A zero carry for ``batch_size`` sequences."""
+        return jnp.zeros((batch_size, self.hidden_size), dtype)
+
+
+class LSTMCell(_Cell):
+    """An LSTM cell as a Linen module: the parameters and step of :func:`lstmjax.cells.lstm_step`.
+
+    Attributes:
+      hidden_size: ``H``.
+      initializer: initialisation preset, ``"keras"`` (default), ``"pytorch"`` or ``"flax"``.
+      unit_forget_bias: forget-gate bias starts at 1 (default: ``True`` for ``"keras"``).
+      param_dtype: parameter dtype.
+
+    Call as ``cell.apply(variables, carry, x_t) -> ((h_t, c_t), h_t)`` with ``carry = (h, c)``,
+    each ``<float>[batch, hidden]`` and ``x_t <float>[batch, features]``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> cell = LSTMCell(5)
+      >>> carry = cell.initial_carry(2)
+      >>> variables = cell.init(jax.random.key(0), carry, jnp.ones((2, 3)))
+      >>> (h, c), y = cell.apply(variables, carry, jnp.ones((2, 3)))
+      >>> sorted(variables["params"]), h.shape
+      (['W_h', 'W_x', 'b'], (2, 5))
+    """
+
+    hidden_size: int
+    initializer: cells.InitPreset = "keras"
+    unit_forget_bias: bool | None = None
+    param_dtype: Any = jnp.float32
+
+    _param_names = ("W_x", "W_h", "b")
+    _input_bias = "b"
+    _gates = 4
+
+    def _init_params(self, key, in_features):
+        return cells.init_lstm_params(
+            key, in_features, self.hidden_size, initializer=self.initializer,
+            unit_forget_bias=self.unit_forget_bias, dtype=self.param_dtype,
+        )
+
+    def step(self, params, carry, x_t):
+        return cells.lstm_step(params, carry, x_t)
+
+    def step_projected(self, params, carry, xw_t):
+        return cells.lstm_step_projected(params, carry, xw_t)
+
+    def initial_carry(self, batch_size: int, dtype=jnp.float32):
+        """A zero ``(h, c)`` carry for ``batch_size`` sequences."""
+        zeros = jnp.zeros((batch_size, self.hidden_size), dtype)
+        return zeros, zeros
+
+
+class GRUCell(_Cell):
+    """A GRU cell as a Linen module: parameters and step of :func:`lstmjax.cells.gru_step`.
+
+    Attributes:
+      hidden_size: ``H``.
+      initializer: initialisation preset, ``"keras"`` (default), ``"pytorch"`` or ``"flax"``.
+      param_dtype: parameter dtype.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> cell = GRUCell(5)
+      >>> h0 = cell.initial_carry(2)
+      >>> variables = cell.init(jax.random.key(0), h0, jnp.ones((2, 3)))
+      >>> h, y = cell.apply(variables, h0, jnp.ones((2, 3)))
+      >>> sorted(variables["params"]), h.shape
+      (['W_h', 'W_x', 'b_h', 'b_x'], (2, 5))
+    """
+
+    hidden_size: int
+    initializer: cells.InitPreset = "keras"
+    param_dtype: Any = jnp.float32
+
+    _param_names = ("W_x", "W_h", "b_x", "b_h")
+    _input_bias = "b_x"
+    _gates = 3
+
+    def _init_params(self, key, in_features):
+        return cells.init_gru_params(key, in_features, self.hidden_size, initializer=self.initializer, dtype=self.param_dtype)
+
+    def step(self, params, carry, x_t):
+        return cells.gru_step(params, carry, x_t)
+
+    def step_projected(self, params, carry, xw_t):
+        return cells.gru_step_projected(params, carry, xw_t)
+
+
+class SimpleRNNCell(_Cell):
+    """A simple (Elman) RNN cell as a Linen module: :func:`lstmjax.cells.rnn_step`.
+
+    Attributes:
+      hidden_size: ``H``.
+      initializer: initialisation preset, ``"keras"`` (default), ``"pytorch"`` or ``"flax"``.
+      activation: ``"tanh"`` (default) or ``"relu"``.
+      param_dtype: parameter dtype.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> cell = SimpleRNNCell(5)
+      >>> h0 = cell.initial_carry(2)
+      >>> variables = cell.init(jax.random.key(0), h0, jnp.ones((2, 3)))
+      >>> h, y = cell.apply(variables, h0, jnp.ones((2, 3)))
+      >>> h.shape
+      (2, 5)
+    """
+
+    hidden_size: int
+    initializer: cells.InitPreset = "keras"
+    activation: str = "tanh"
+    param_dtype: Any = jnp.float32
+
+    _param_names = ("W_x", "W_h", "b")
+    _input_bias = "b"
+    _gates = 1
+
+    def _init_params(self, key, in_features):
+        return cells.init_rnn_params(key, in_features, self.hidden_size, initializer=self.initializer, dtype=self.param_dtype)
+
+    def step(self, params, carry, x_t):
+        return cells.rnn_step(params, carry, x_t, _ACTIVATIONS[self.activation])
+
+    def step_projected(self, params, carry, xw_t):
+        return cells.rnn_step_projected(params, carry, xw_t, _ACTIVATIONS[self.activation])
+
+
+# ---------------------------------------------------------------------------------------------
+# Recurrent layers: stacked, bidirectional, length-masked
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_inputs(inputs: Array, lengths: Array | None) -> None:
+    if inputs.ndim != 3:
+        raise ValueError(f"inputs must be <float>[batch, time, features]; got shape {inputs.shape}")
+    if lengths is None:
+        return
+    if lengths.shape != inputs.shape[:1]:
+        raise ValueError(
+            f"lengths must be <int>[batch] with batch={inputs.shape[0]}; got shape {lengths.shape}"
+        )
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise TypeError(f"lengths must be integers; got dtype {lengths.dtype}")
+    if isinstance(lengths, jax.core.Tracer):
+        return  # values unknown under jit; checked when concrete
+    values = np.asarray(lengths)
+    bad = np.flatnonzero((values < 0) | (values > inputs.shape[1]))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"lengths[{i}] = {int(values[i])} is outside [0, time={inputs.shape[1]}] "
+            f"({bad.size} such entr{'y' if bad.size == 1 else 'ies'})"
+        )
+
+
+class _RecurrentStack(nn.Module):
+    """Stacked, optionally bidirectional recurrent layers over one cell type."""
+
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    initializer: cells.InitPreset = "keras"
+    hoist_inputs: bool = True
+    param_dtype: Any = jnp.float32
+
+    def _cell(self, name: str) -> _Cell:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _split_state(self, initial_state, batch: int, dtype):
+        """Per (layer, direction) initial carries from the PyTorch-layout ``initial_state``."""
+        n = self.num_layers * (2 if self.bidirectional else 1)
+        if initial_state is None:
+            return [None] * n
+        return [jax.tree.map(lambda s, k=k: s[k].astype(dtype), initial_state) for k in range(n)]
+
+    def _merge_states(self, finals):
+        """Stack per (layer, direction) carries into ``[num_layers*directions, batch, hidden]``."""
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *finals)
+
+    def _run(self, cell: _Cell, inputs, lengths, carry, reverse: bool):
+        params = cell.cell_params(inputs.shape[-1])
+        if carry is None:
+            carry = cell.initial_carry(inputs.shape[0], inputs.dtype)
+        if reverse:
+            inputs = reverse_sequences(inputs, lengths)
+        if self.hoist_inputs:
+            # One matrix product for all steps: (B, T, F) @ (F, G*H) -> (B, T, G*H).
+            carry, ys = scan_cell(cell.step_projected, params, cell.project_inputs(params, inputs), carry, lengths)
+        else:
+            carry, ys = scan_cell(cell.step, params, inputs, carry, lengths)
+        if reverse:
+            ys = reverse_sequences(ys, lengths)
+        return carry, ys
+
+    @nn.compact
+    def __call__(self, inputs: Array, lengths: Array | None = None, *, deterministic: bool = True,
+                 initial_state=None):
+        _check_inputs(inputs, lengths)
+        if self.num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1; got {self.num_layers}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
+        x = inputs.astype(self.param_dtype)
+        directions = ("forward", "backward") if self.bidirectional else ("forward",)
+        initial = self._split_state(initial_state, x.shape[0], x.dtype)
+        finals = []
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0.0:
+                # Between stacked layers, as in PyTorch and Keras; needs rngs={"dropout": key}.
+                x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+            outs = []
+            for d, direction in enumerate(directions):
+                cell = self._cell(f"layer_{layer}_{direction}")
+                carry0 = initial[layer * len(directions) + d]
+                carry, ys = self._run(cell, x, lengths, carry0, reverse=direction == "backward")
+                finals.append(carry)
+                outs.append(ys)
+            x = jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]  # (B, T, D*H)
+        return x, self._merge_states(finals)
+
+
+class LSTM(_RecurrentStack):
+    """Stacked, optionally bidirectional LSTM over right-padded sequences (Linen module).
+
+    ``LSTM(hidden_size, num_layers=1, bidirectional=False, dropout=0.0)``, called as
+    ``module.apply(variables, inputs, lengths=None, *, deterministic=True, initial_state=None)``.
+
+    Attributes:
+      hidden_size: ``H``.
+      num_layers: stacked layers; layer ``l > 0`` reads layer ``l-1``'s outputs.
+      bidirectional: add a backward direction per layer; outputs concatenate ``[forward, backward]``.
+      dropout: dropout rate on the inputs of layers ``1..L-1`` when ``deterministic=False``
+        (supply ``rngs={"dropout": key}``), as PyTorch's ``dropout`` argument.
+      initializer: initialisation preset, ``"keras"`` (default), ``"pytorch"`` or ``"flax"``.
+      unit_forget_bias: forget-gate bias starts at 1 (default: ``True`` for ``"keras"``).
+      hoist_inputs: compute the input projection for all steps in one matrix product before the
+        time loop (default), or inside it. Same numbers; speed depends on the hardware.
+      param_dtype: parameter (and computation) dtype.
+
+    Args (of ``__call__``):
+      inputs: ``<float>[batch, time, features]``.
+      lengths: ``<int>[batch]`` valid steps per sequence (right padding), or ``None``.
+      deterministic: disable dropout.
+      initial_state: optional ``(h_0, c_0)``, each ``<float>[num_layers*directions, batch, hidden]``.
+
+    Returns:
+      ``(outputs, (h_n, c_n))``: outputs ``<float>[batch, time, directions*hidden]`` (zero at
+      padded steps); ``h_n``, ``c_n`` ``<float>[num_layers*directions, batch, hidden]`` at each
+      sequence's true length.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> lstm = LSTM(8, num_layers=2, bidirectional=True)
+      >>> x, lengths = jnp.ones((3, 6, 4)), jnp.array([6, 2, 0])
+      >>> variables = lstm.init(jax.random.key(0), x, lengths)
+      >>> y, (h_n, c_n) = lstm.apply(variables, x, lengths)
+      >>> y.shape, h_n.shape, c_n.shape
+      ((3, 6, 16), (4, 3, 8), (4, 3, 8))
+      >>> sorted(variables["params"])
+      ['layer_0_backward', 'layer_0_forward', 'layer_1_backward', 'layer_1_forward']
+    """
+
+    unit_forget_bias: bool | None = None
+
+    def _cell(self, name):
+        return LSTMCell(self.hidden_size, initializer=self.initializer, unit_forget_bias=self.unit_forget_bias,
+                        param_dtype=self.param_dtype, name=name)
+
+
+class GRU(_RecurrentStack):
+    """Stacked, optionally bidirectional GRU over right-padded sequences (Linen module).
+
+    Same signature and conventions as :class:`LSTM` (without ``unit_forget_bias``); the final
+    state is ``h_n <float>[num_layers*directions, batch, hidden]`` and ``initial_state`` is ``h_0``.
+    The cell is PyTorch's / Keras ``reset_after=True`` GRU (:func:`lstmjax.cells.gru_step`).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> gru = GRU(8, num_layers=2)
+      >>> x = jnp.ones((3, 6, 4))
+      >>> variables = gru.init(jax.random.key(0), x)
+      >>> y, h_n = gru.apply(variables, x, jnp.array([6, 2, 1]))
+      >>> y.shape, h_n.shape
+      ((3, 6, 8), (2, 3, 8))
+    """
+
+    def _cell(self, name):
+        return GRUCell(self.hidden_size, initializer=self.initializer, param_dtype=self.param_dtype, name=name)
+
+
+class SimpleRNN(_RecurrentStack):
+    """Stacked, optionally bidirectional simple (Elman) RNN over right-padded sequences.
+
+    Same signature and conventions as :class:`GRU`, plus ``activation`` (``"tanh"`` or ``"relu"``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> rnn = SimpleRNN(8, bidirectional=True)
+      >>> x = jnp.ones((3, 6, 4))
+      >>> variables = rnn.init(jax.random.key(0), x)
+      >>> y, h_n = rnn.apply(variables, x, jnp.array([6, 2, 1]))
+      >>> y.shape, h_n.shape
+      ((3, 6, 16), (2, 3, 8))
+    """
+
+    activation: str = "tanh"
+
+    def _cell(self, name):
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}; got {self.activation!r}")
+        return SimpleRNNCell(self.hidden_size, initializer=self.initializer, activation=self.activation,
+                             param_dtype=self.param_dtype, name=name)
