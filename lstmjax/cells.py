@@ -275,6 +275,7 @@ def _check_preset(init: str) -> None:
 def _init_kernels(key, init: str, in_features: int, hidden_size: int, gates: int, dtype):
     """``(W_x <[F, G*H]>, W_h <[H, G*H]>)`` drawn as the preset's library draws them."""
     k_x, k_h = jax.random.split(key)
+    out_dtype, dtype = dtype, _draw_dtype(dtype)
     shape_x, shape_h = (in_features, gates * hidden_size), (hidden_size, gates * hidden_size)
     if init == "pytorch":
         # torch.nn.LSTM/GRU/RNN: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)).
@@ -295,13 +296,18 @@ def _init_kernels(key, init: str, in_features: int, hidden_size: int, gates: int
         W_h = jnp.concatenate(
             [jax.nn.initializers.orthogonal()(k, (hidden_size, hidden_size), dtype) for k in kh], axis=-1
         )
-    return W_x, W_h
+    return W_x.astype(out_dtype), W_h.astype(out_dtype)
+
+
+def _draw_dtype(dtype):
+    """Draw in float32 (or float64) and cast: LAPACK's QR behind ``orthogonal`` has no bfloat16."""
+    return jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
 
 
 def _init_bias(key, initializer: str, hidden_size: int, gates: int, dtype):
     if initializer == "pytorch":
         bound = 1.0 / math.sqrt(hidden_size)
-        return jax.random.uniform(key, (gates * hidden_size,), dtype, -bound, bound)
+        return jax.random.uniform(key, (gates * hidden_size,), _draw_dtype(dtype), -bound, bound).astype(dtype)
     return jnp.zeros((gates * hidden_size,), dtype)
 
 
