@@ -215,3 +215,8 @@ def test_cell_modules_share_the_pure_functions():
     ref = cells.lstm_step(variables["params"], carry, x)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), out, ref)
     assert {k: v.shape for k, v in variables["params"].items()} == {"W_x": (F, 4 * H), "W_h": (H, 4 * H), "b": (4 * H,)}
+
+
+def test_conftest_simulates_eight_devices():
+    assert jax.device_count() == 8
+    assert jax.config.jax_numpy_dtype_promotion == "strict"
