@@ -217,8 +217,9 @@ def count_tokens(dataset: AnyDataset, column: str = "tokens") -> dict[str, int]:
 class _EncodeArrow:
     """``datasets.map`` function on Arrow tables: ``tokens`` → ``token_ids`` with a hash lookup."""
 
-    def __init__(self, vocab: Vocab):
+    def __init__(self, vocab: Vocab, keep_tokens: bool):
         self.value_set = pa.array(vocab.tokens, pa.string())
+        self.keep_tokens = keep_tokens
 
     def __call__(self, table: pa.Table) -> pa.Table:
         tokens = table.column("tokens").combine_chunks()
@@ -228,7 +229,9 @@ class _EncodeArrow:
         offsets = pc.list_value_length(tokens).fill_null(0).to_numpy(zero_copy_only=False)
         offsets = np.concatenate([[0], np.cumsum(offsets)]).astype(np.int32)
         token_ids = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(ids, pa.int32()))
-        return pa.table({"token_ids": token_ids})
+        # A table returned by an Arrow-formatted map replaces the batch: return every column.
+        out = table if self.keep_tokens else table.drop_columns(["tokens"])
+        return out.append_column("token_ids", token_ids)
 
 
 class _EncodePython:
@@ -252,17 +255,16 @@ def encode_dataset(
     >>> encode_dataset(ds, Vocab.build([["a", "a", "b"]]))["token_ids"][:]
     [[2, 3], [1, 2]]
     """
-    remove = None if keep_tokens else ["tokens"]
     one = splits if isinstance(splits, AnyDataset) else next(iter(splits.values()))
     if isinstance(one, hf.IterableDataset):
-        return _map_splits(splits, _EncodePython(vocab), "encode", "", remove_columns=remove)
+        return _map_splits(splits, _EncodePython(vocab), "encode", "", remove_columns=None if keep_tokens else ["tokens"])
     key = _digest(*vocab.tokens)
 
     def encode(ds: hf.Dataset) -> hf.Dataset:
         feats = {k: v for k, v in ds.features.items() if keep_tokens or k != "tokens"}
         features = hf.Features({**feats, "token_ids": hf.List(hf.Value("int32"))})
         out = ds.with_format("arrow").map(
-            _EncodeArrow(vocab), batched=True, batch_size=10_000, num_proc=num_proc, remove_columns=remove,
+            _EncodeArrow(vocab, keep_tokens), batched=True, batch_size=10_000, num_proc=num_proc,
             features=features, new_fingerprint=_digest(ds._fingerprint, "encode", key), desc="encode",
         )  # fmt: skip
         return out.with_format(None)
