@@ -2,16 +2,22 @@
 
 Subcommands:
 
+* ``lstmjax train``: train a classifier (the document's model on the built-in dataset by default),
+  evaluate it, write a run directory (:mod:`lstmjax.run`).
+* ``lstmjax evaluate DIR``: evaluate a run on its test split (or another dataset / split).
+* ``lstmjax predict DIR "text" ...``: label probabilities per text (or per line of stdin).
 * ``lstmjax demo``: build the document's classifier (Embedding → LSTM → Dense), show its
   parameters, run it on a batch of variable-length sequences, check the layer against a plain
   Python loop of the pure cell, and time the forward pass.
 
-User errors (bad arguments) exit with a message and status 2, never a traceback.
+User errors (bad arguments, missing files, bad data) exit with a message and status 2, never a
+traceback; a diverged training (NaN loss) exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -29,9 +35,63 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per :class:`~lstmjax.config.Config` field: ``max_len`` → ``--max-len``."""
+    from lstmjax.config import Config
+
+    group = parser.add_argument_group("run configuration (lstmjax.config.Config)")
+    for f in dataclasses.fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if f.type in (bool, "bool"):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        kind = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float}[str(f.type)]
+        if kind is int and f.name in ("max_len", "vocab_size", "min_freq", "layers", "embed_dim", "hidden",
+                                      "epochs", "batch_size", "patience"):
+            kind = _positive
+        group.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"),
+                           metavar=f.name.upper() if not f.metadata.get("choices") else None, help=help_text)
+
+
+def _config_from_args(args: argparse.Namespace):
+    from lstmjax.config import Config
+
+    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+    return Config(**changes)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lstmjax", description="A pure-functional LSTM in JAX.")
+    parser = argparse.ArgumentParser(
+        prog="lstmjax", description="A pure-functional LSTM in JAX: train, evaluate and use text classifiers.",
+        epilog="Run 'lstmjax COMMAND --help' for a command's options.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train", help="train a text classifier (default: the document's model on the built-in dataset)",
+        description="Train Embedding → recurrent stack → Dense on a dataset, evaluate it on the test split "
+                    "(validation if there is none), print a metrics table, and write DIR/metrics.json, "
+                    "DIR/history.png and a checkpoint after every epoch.")
+    _add_config_arguments(train)
+    train.add_argument("--out", metavar="DIR", default=None,
+                       help="run directory (default: runs/<data>-<date>-<time>)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint (the model config must match)")
+    train.add_argument("--cache-dir", metavar="DIR", default=None,
+                       help="Hugging Face datasets cache (default: HF_DATASETS_CACHE or ~/.cache/huggingface)")
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a trained run on a dataset split",
+                              description="Load DIR's model and evaluate it; prints the metrics table.")
+    evaluate.add_argument("run", metavar="DIR", help="a run directory written by 'lstmjax train'")
+    evaluate.add_argument("--data", default=None, help="dataset (default: the one the run was trained on)")
+    evaluate.add_argument("--split", default=None, help="split to evaluate (default: test, else validation)")
+    evaluate.add_argument("--cache-dir", metavar="DIR", default=None, help="Hugging Face datasets cache")
+
+    predict = sub.add_parser("predict", help="class probabilities for texts (arguments, or lines on stdin)",
+                             description="Print each text's predicted label and the probability of every label.")
+    predict.add_argument("run", metavar="DIR", help="a run directory written by 'lstmjax train'")
+    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (default: read lines from stdin)")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
 
     demo = sub.add_parser("demo", help="build the document's model, check it, and time a forward pass",
                           description="Build Embedding → recurrent stack → Dense, check the recurrent layer "
@@ -111,8 +171,73 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_report(report: dict, title: str) -> None:
+    names = list(report["per_class"])
+    width = max(12, *(len(n) for n in names))
+    print(title)
+    print(f"  {'':<{width}} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>9}")
+    for name, r in report["per_class"].items():
+        print(f"  {name:<{width}} {r['precision']:>9.4f} {r['recall']:>9.4f} {r['f1']:>9.4f} {r['support']:>9}")
+    for avg in ("macro", "weighted"):
+        r = report[avg]
+        print(f"  {avg + ' avg':<{width}} {r['precision']:>9.4f} {r['recall']:>9.4f} {r['f1']:>9.4f} {report['support']:>9}")
+    print(f"  {'accuracy':<{width}} {report['accuracy']:>9.4f}   loss {report['loss']:.4f}")
+    print("  confusion matrix (rows: true, columns: predicted):")
+    for name, row in zip(names, report["confusion_matrix"]):
+        print(f"    {name:<{width}} " + " ".join(f"{v:>7}" for v in row))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from lstmjax import run
+
+    config = _config_from_args(args)
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out DIR (the run to continue)")
+    result = run.train(config, args.out, resume=args.resume, cache_dir=args.cache_dir)
+    m = result.metrics
+    _print_report(m, f"test metrics ({m['split']} split, {m['support']} examples):")
+    print(f"wrote {result.directory / 'metrics.json'}, {result.directory / 'history.png'} and checkpoints "
+          f"in {result.directory / 'checkpoints'} ({m['seconds']:.1f} s)")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from lstmjax import run
+
+    report = run.evaluate_run(args.run, data=args.data, split=args.split, cache_dir=args.cache_dir)
+    _print_report(report, f"metrics ({report['split']} split, {report['support']} examples):")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from lstmjax.run import Predictor
+
+    texts = list(args.texts) if args.texts else [line.rstrip("\n") for line in sys.stdin]
+    if not texts:
+        raise ValueError("no texts: pass them as arguments or as lines on stdin")
+    predictor = Predictor(args.run)
+    probs = predictor.predict_proba(texts)
+    names = predictor.label_names
+    for text, p in zip(texts, probs):
+        best = names[int(p.argmax())]
+        if args.json:
+            print(json.dumps({"text": text, "label": best,
+                              "probabilities": {n: round(float(v), 6) for n, v in zip(names, p)}},
+                             ensure_ascii=False))
+        else:
+            shown = "  ".join(f"{n} {v:.3f}" for n, v in zip(names, p))
+            note = "  (empty text: no tokens)" if not text.strip() else ""
+            print(f"{best:<10} {shown}  | {text[:70]}{note}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lstmjax`` command; returns the exit status.
+
+    User errors (bad options, missing files, bad data, a run that does not match) print
+    ``lstmjax: error: ...`` and return 2; a diverged training (NaN loss) returns 1.
 
     Example:
       >>> main(["demo", "--vocab", "50", "--embed", "8", "--hidden", "8", "--batch-size", "2", "--max-len", "5"])
@@ -121,9 +246,27 @@ def main(argv: Sequence[str] | None = None) -> int:
       0
     """
     args = _parser().parse_args(argv)
-    if args.command == "demo":
-        return _demo(args)
-    raise AssertionError(args.command)  # pragma: no cover - argparse restricts the choices
+    if not sys.stderr.isatty():
+        import datasets
+
+        datasets.disable_progress_bars()  # keep logs of non-interactive runs readable
+    commands = {"train": _train, "evaluate": _evaluate, "predict": _predict, "demo": _demo}
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print("lstmjax: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - user errors become messages, not tracebacks
+        from lstmjax.loop import TrainingError
+
+        if isinstance(e, TrainingError):
+            print(f"lstmjax: training failed: {e}", file=sys.stderr)
+            return 1
+        if isinstance(e, (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError,
+                          ConnectionError, ImportError)):
+            print(f"lstmjax: error: {e}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,238 @@
+"""The training loop (``fit``) and evaluation over a whole split (``evaluate``).
+
+Host-side driving of the pure steps in :mod:`lstmjax.train`: batches come from
+:func:`lstmjax.batching.batches` (shuffled per epoch from ``(seed, epoch)``, bucketed by length,
+the last batch padded with masked filler so every example counts once), the steps are jitted
+once here, metrics are summed on the device and divided on the host.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lstmjax.batching import batches, prefetch
+from lstmjax.metrics import classification_report
+from lstmjax.train import TrainState, eval_step, train_step
+
+__all__ = ["TrainingError", "evaluate", "fit", "plot_history"]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the message says where and why."""
+
+
+def _jit_train_step():
+    def step(state: TrainState, batch):
+        return train_step(state, batch, jax.random.fold_in(state.rng, state.step))
+
+    return jax.jit(step, donate_argnums=0)
+
+
+def _sum_metrics(total: dict | None, m: dict) -> dict:
+    return m if total is None else jax.tree.map(lambda a, b: a + b, total, m)
+
+
+def evaluate(state: TrainState, dataset, *, batch_size: int = 256, max_length: int | None = None,
+             label_names: Sequence[str] | None = None, num_classes: int | None = None,
+             step: Callable | None = None) -> dict[str, Any]:
+    """Loss, accuracy, precision, recall, F1 and confusion matrix over a whole split.
+
+    Every example is counted exactly once: the last batch is padded with masked filler rows.
+
+    Args:
+      state: a :class:`~lstmjax.train.TrainState`.
+      dataset: an encoded split (``token_ids`` and ``label`` columns, from
+        :func:`lstmjax.batching.prepare`) or a dict of such lists.
+      batch_size: evaluation batch size.
+      max_length: truncate longer texts (as in training).
+      label_names: names for the per-class report.
+      num_classes: number of classes (default: ``len(label_names)`` or the model's logits).
+      step: a jitted ``eval_step`` to reuse (default: jit one here).
+
+    Returns:
+      :func:`lstmjax.metrics.classification_report`'s dict plus ``"loss"`` (mean cross-entropy).
+
+    Example:
+      >>> import jax
+      >>> from lstmjax import TextClassifier
+      >>> from lstmjax.train import create_train_state, make_optimizer
+      >>> state = create_train_state(TextClassifier(10, 2, embed_dim=4, hidden_size=4),
+      ...                            jax.random.key(0), make_optimizer())
+      >>> data = {"token_ids": [[2, 3], [4], [5, 6, 7]], "label": [0, 1, 1]}
+      >>> r = evaluate(state, data, batch_size=2, label_names=["neg", "pos"])
+      >>> r["support"], sorted(r["per_class"]), 0.0 <= r["accuracy"] <= 1.0
+      (3, ['neg', 'pos'], True)
+    """
+    if num_classes is None and label_names is not None:
+        num_classes = len(label_names)
+    step = step or jax.jit(eval_step, static_argnums=2)
+    total = None
+    for batch in prefetch(batches(dataset, batch_size, max_length=max_length)):
+        total = _sum_metrics(total, step(state, batch, num_classes))
+    if total is None:
+        raise ValueError("the evaluation split is empty")
+    total = jax.device_get(total)
+    report = classification_report(total["confusion"], list(label_names) if label_names is not None else None)
+    report["loss"] = float(total["loss_sum"]) / max(int(total["count"]), 1)
+    return report
+
+
+def _score(report: dict, monitor: str) -> float:
+    """Higher is better."""
+    return -report["loss"] if monitor == "loss" else report[monitor]
+
+
+def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, validation_data=None,
+        seed: int = 0, max_length: int | None = None, label_names: Sequence[str] | None = None,
+        patience: int | None = None, monitor: str = "accuracy", checkpointer=None,
+        history: dict | None = None, start_epoch: int = 0, best_params=None,
+        progress: bool | None = None, on_epoch_end: Callable[[int, dict], None] | None = None):
+    """Train for ``epochs`` epochs, validating after each; optional early stopping and checkpoints.
+
+    Args:
+      state: the initial :class:`~lstmjax.train.TrainState` (or a restored one).
+      train_data: the encoded training split (``token_ids``, ``label``).
+      epochs: total epochs (a resumed run continues from ``start_epoch`` up to this).
+      batch_size: examples per training step (the last batch of an epoch is padded and masked).
+      validation_data: an encoded split evaluated after every epoch (or ``None``).
+      seed: shuffling seed; epoch ``e`` uses the order of ``(seed, e)``.
+      max_length: truncate longer texts.
+      label_names: label names for the reports.
+      patience: stop after this many epochs without a better validation ``monitor`` score,
+        and return the best epoch's parameters (needs ``validation_data``).
+      monitor: ``"accuracy"``, ``"f1"`` (macro) or ``"loss"``.
+      checkpointer: a :class:`lstmjax.checkpoint.Checkpointer`; the state is saved after each epoch.
+      history, start_epoch, best_params: where a resumed run left off (from a checkpoint's meta).
+      progress: show a tqdm progress bar (default: only on an interactive terminal).
+      on_epoch_end: called as ``on_epoch_end(epoch, record)`` after each epoch.
+
+    Returns:
+      ``(state, history)``: ``history`` holds per-epoch lists ``loss``, ``accuracy`` and, with
+      validation data, ``val_loss``, ``val_accuracy``, ``val_f1``; plus ``best_epoch`` and
+      ``stopped_early``. With ``patience``, ``state.params`` are the best epoch's.
+
+    Raises:
+      TrainingError: the training loss became NaN or infinite (names epoch and step).
+
+    Example:
+      >>> import jax
+      >>> from lstmjax import TextClassifier
+      >>> from lstmjax.train import create_train_state, make_optimizer
+      >>> state = create_train_state(TextClassifier(10, 2, embed_dim=8, hidden_size=8),
+      ...                            jax.random.key(0), make_optimizer("adam", 0.05))
+      >>> data = {"token_ids": [[2, 3], [4, 5], [2, 2, 3], [4]] * 4, "label": [0, 1, 0, 1] * 4}
+      >>> state, history = fit(state, data, epochs=15, batch_size=4, validation_data=data, progress=False)
+      >>> len(history["loss"]), history["val_accuracy"][-1]
+      (15, 1.0)
+    """
+    if monitor not in ("accuracy", "f1", "loss"):
+        raise ValueError(f"monitor must be 'accuracy', 'f1' or 'loss'; got {monitor!r}")
+    if patience is not None and validation_data is None:
+        raise ValueError("early stopping (patience) needs validation_data")
+    if len(train_data["label"]) == 0:
+        raise ValueError("the training split is empty")
+    if progress is None:
+        progress = sys.stderr.isatty() and not os.environ.get("CI")
+    num_classes = len(label_names) if label_names is not None else None
+    history = dict(history) if history else {"loss": [], "accuracy": []}
+    history.setdefault("best_epoch", None)
+    history.setdefault("stopped_early", False)
+    best_score = -math.inf
+    if history.get("best_epoch") is not None and validation_data is not None:
+        best_score = history["best_score"]
+    train = _jit_train_step()
+    evaluate_step = jax.jit(eval_step, static_argnums=2)
+    steps_per_epoch = math.ceil(len(train_data["label"]) / batch_size)
+
+    for epoch in range(start_epoch, epochs):
+        total = None
+        epoch_batches = prefetch(batches(train_data, batch_size, shuffle=True, seed=seed, epoch=epoch,
+                                         sort_window=64, max_length=max_length))
+        if progress:
+            from tqdm.auto import tqdm
+
+            epoch_batches = tqdm(epoch_batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
+                                 leave=False)
+        for i, batch in enumerate(epoch_batches):
+            state, m = train(state, batch)
+            total = _sum_metrics(total, m)
+        total = jax.device_get(total)
+        count = max(int(total["count"]), 1)
+        loss = float(total["loss_sum"]) / count
+        if not math.isfinite(loss):
+            raise TrainingError(f"the training loss became {loss} in epoch {epoch + 1} (step {int(state.step)}); "
+                                "try a smaller learning rate or clip_norm")
+        record = {"loss": loss, "accuracy": int(total["correct"]) / count}
+        if validation_data is not None:
+            report = evaluate(state, validation_data, batch_size=max(batch_size, 256), max_length=max_length,
+                              label_names=label_names, num_classes=num_classes, step=evaluate_step)
+            record.update(val_loss=report["loss"], val_accuracy=report["accuracy"], val_f1=report["f1"])
+            score = _score(report, monitor)
+            if score > best_score:
+                # A copy: the next step donates (and so frees) the state's buffers.
+                best_score, best_params = score, jax.tree.map(jnp.copy, state.params)
+                history.update(best_epoch=epoch + 1, best_score=score)
+        for key, value in record.items():
+            history.setdefault(key, []).append(value)
+        if progress:
+            print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()),
+                  file=sys.stderr)
+        stop = (patience is not None and history["best_epoch"] is not None
+                and epoch + 1 - history["best_epoch"] >= patience)
+        history["stopped_early"] = bool(stop and epoch + 1 < epochs)
+        if checkpointer is not None:
+            checkpointer.save(epoch + 1, state, {"epoch": epoch + 1, "history": history}, best_params)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, record)
+        if stop:
+            break
+    if patience is not None and best_params is not None:
+        state = state.replace(params=best_params)
+    return state, history
+
+
+def plot_history(history: dict, path: str | os.PathLike | None = None):
+    """Training curves: loss and accuracy per epoch, training and validation (matplotlib).
+
+    Args:
+      history: as returned by :func:`fit`.
+      path: save the figure here (PNG) if given.
+
+    Returns:
+      The matplotlib ``Figure``.
+
+    Example:
+      >>> fig = plot_history({"loss": [0.7, 0.5], "accuracy": [0.5, 0.8],
+      ...                     "val_loss": [0.69, 0.6], "val_accuracy": [0.5, 0.7]})
+      >>> [ax.get_title() for ax in fig.axes]
+      ['loss', 'accuracy']
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.plot(epochs, history[key], "o-", label="train")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], "s-", label="validation")
+        if history.get("best_epoch"):
+            ax.axvline(history["best_epoch"], color="grey", ls=":", label="best epoch")
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
