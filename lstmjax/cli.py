@@ -245,7 +245,13 @@ def main(argv: Sequence[str] | None = None) -> int:
       ...
       0
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command == "predict" and not any(e.startswith("-") for e in extra):
+            args.texts += extra  # texts after an option: predict DIR --json "text" ...
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not sys.stderr.isatty():
         import datasets
 

@@ -581,6 +581,8 @@ def _load_files(
             raise DataError(f"{p}: no such file")
         if fmt in ("csv", "json"):
             _check_utf8(str(p))
+        if fmt == "csv" and not _has_data_row(p):
+            raise DataError(f"{p}: no data rows (the file is empty or holds only a header)")
     kwargs: dict[str, Any] = {}
     if fmt == "csv":  # read only empty fields as missing: "NA", "null", "None" are text
         kwargs = dict(keep_default_na=False, na_values=[""])
@@ -599,6 +601,13 @@ def _load_files(
         streaming=streaming, empty_text=empty_text, num_proc=num_proc,
         source=source or ", ".join(str(p) for p in files.values()),
     )  # fmt: skip
+
+
+def _has_data_row(path: pathlib.Path) -> bool:
+    """Whether a CSV file has a non-blank line after its header."""
+    with open(path, encoding="utf-8", newline="") as f:
+        f.readline()  # the header
+        return any(line.strip() for line in f)
 
 
 def _is_json_lines(path: pathlib.Path) -> bool:

@@ -55,7 +55,8 @@ def scan_cell(step: Callable, params, inputs: Array, carry, lengths: Array | Non
     """Run ``step(params, carry, x_t) -> (carry, y_t)`` over time with ``lax.scan``.
 
     With ``lengths``, steps at ``t >= length`` leave the carry unchanged and output zeros, so
-    the final carry is the state at each sequence's true length.
+    the final carry is the state at each sequence's true length. ``y_t`` may be a pytree (e.g. a
+    dict of gate activations for a trace); each of its leaves gets a time axis.
 
     Args:
       step: a pure cell step, e.g. :func:`lstmjax.cells.lstm_step` (or a ``*_step_projected``
@@ -66,7 +67,7 @@ def scan_cell(step: Callable, params, inputs: Array, carry, lengths: Array | Non
       lengths: ``<int>[batch]`` valid steps per sequence, or ``None`` for all ``time`` steps.
 
     Returns:
-      ``(final_carry, outputs)`` with outputs ``<float>[batch, time, hidden]``.
+      ``(final_carry, outputs)`` with outputs ``<float>[batch, time, hidden]`` (for each leaf of ``y_t``).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -95,10 +96,10 @@ def scan_cell(step: Callable, params, inputs: Array, carry, lengths: Array | Non
             new_carry, y_t = step(params, carry, x_t)
             keep = valid_t[:, None]  # (B, 1)
             carry = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_carry, carry)
-            return carry, jnp.where(keep, y_t, jnp.zeros_like(y_t))
+            return carry, jax.tree.map(lambda y: jnp.where(keep, y, jnp.zeros_like(y)), y_t)
 
         carry, ys = jax.lax.scan(body, carry, (xs, valid))
-    return carry, jnp.swapaxes(ys, 0, 1)  # (B, T, H)
+    return carry, jax.tree.map(lambda y: jnp.swapaxes(y, 0, 1), ys)  # (B, T, H) per output
 
 
 def reverse_sequences(inputs: Array, lengths: Array | None) -> Array:
