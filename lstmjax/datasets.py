@@ -117,6 +117,11 @@ class TextDataset:
       skipped: per split, the rows left out (empty text); empty when nothing was skipped.
         Streaming datasets check rows as they are read and warn then instead.
       source: where the data came from, for messages and reports.
+
+    >>> import tempfile
+    >>> data = load_dataset("builtin", cache_dir=tempfile.mkdtemp())
+    >>> data.num_labels, data.streaming, data["test"].column_names
+    (2, False, ['text', 'label'])
     """
 
     splits: hf.DatasetDict | hf.IterableDatasetDict

@@ -92,7 +92,16 @@ def normalize_text(
 
 @runtime_checkable
 class Tokenizer(Protocol):
-    """What every tokenizer provides: ``name``, ``__call__(text) -> list[str]``, ``config()``."""
+    """What every tokenizer provides: ``name``, ``__call__(text) -> list[str]``, ``config()``.
+
+    ``config()`` is JSON data from which :func:`tokenizer_from_config` rebuilds the tokenizer.
+
+    >>> tok = get_tokenizer("english")
+    >>> isinstance(tok, Tokenizer), tok.name, tok("It's great!")
+    (True, 'english', ["it's", 'great', '!'])
+    >>> tokenizer_from_config(tok.config()) == tok
+    True
+    """
 
     name: str
 
