@@ -58,7 +58,7 @@ def _np(x) -> np.ndarray:
 def _keras_np(variable) -> np.ndarray:
     import keras
 
-    return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float32)
+    return np.asarray(keras.ops.convert_to_numpy(variable.value), dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,8 +66,16 @@ def _keras_np(variable) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
+def _is_torch(module) -> bool:
+    return type(module).__module__.startswith("torch.")
+
+
+def _is_keras(layer) -> bool:
+    return type(layer).__module__.startswith("keras.")
+
+
 def _torch_kind(module) -> str:
-    kind = _TORCH_KINDS.get(type(module).__name__)
+    kind = _TORCH_KINDS.get(type(module).__name__) if _is_torch(module) else None
     if kind is None:
         raise TypeError(f"expected torch.nn.LSTM, GRU or RNN; got {type(module).__name__}")
     if kind == "lstm" and getattr(module, "proj_size", 0):
@@ -174,7 +182,7 @@ def _keras_stack(layers) -> list:
 
 def _keras_directions(layer) -> list[tuple[str, Any]]:
     """``[(direction, rnn_layer), ...]`` for a plain recurrent layer or a ``Bidirectional``."""
-    if type(layer).__name__ == "Bidirectional":
+    if _is_keras(layer) and type(layer).__name__ == "Bidirectional":
         if layer.merge_mode != "concat":
             raise ValueError(f"Bidirectional merge_mode={layer.merge_mode!r}: lstmjax concatenates directions")
         return [("forward", layer.forward_layer), ("backward", layer.backward_layer)]
@@ -182,7 +190,7 @@ def _keras_directions(layer) -> list[tuple[str, Any]]:
 
 
 def _keras_kind(layer) -> str:
-    kind = _KERAS_KINDS.get(type(layer).__name__)
+    kind = _KERAS_KINDS.get(type(layer).__name__) if _is_keras(layer) else None
     if kind is None:
         raise TypeError(f"expected keras.layers.LSTM, GRU, SimpleRNN or Bidirectional; got {type(layer).__name__}")
     cell = layer.cell
@@ -318,7 +326,7 @@ def layer_like(module):
     from lstmjax.layers import GRU, LSTM, SimpleRNN
 
     classes = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
-    if type(module).__name__ in _TORCH_KINDS:
+    if _is_torch(module):
         kind = _torch_kind(module)
         extra = {"activation": module.nonlinearity} if kind == "rnn" else {}
         return classes[kind](module.hidden_size, num_layers=module.num_layers,

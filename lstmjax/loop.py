@@ -18,9 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax.batching import batches, prefetch
+from lstmjax.batching import batches, num_eval_batches, prefetch
 from lstmjax.metrics import classification_report
-from lstmjax.train import TrainState, eval_step, train_step
+from lstmjax.parallel import DataParallel
+from lstmjax.train import TrainState
 
 __all__ = ["TrainingError", "evaluate", "fit", "plot_history"]
 
@@ -29,11 +30,29 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the message says where and why."""
 
 
-def _jit_train_step():
-    def step(state: TrainState, batch):
-        return train_step(state, batch, jax.random.fold_in(state.rng, state.step))
+def _parallel(parallel: DataParallel | str | None) -> DataParallel:
+    return parallel if isinstance(parallel, DataParallel) else DataParallel.create(parallel or "none")
 
-    return jax.jit(step, donate_argnums=0)
+
+def _local_batch_size(batch_size: int) -> int:
+    """This process's part of a global batch."""
+    count = jax.process_count()
+    if batch_size % count:
+        raise ValueError(f"batch_size {batch_size} must divide by the number of processes ({count})")
+    return batch_size // count
+
+
+def _num_rows(dataset) -> int:
+    return len(dataset["label"])
+
+
+def _global_rows(dataset) -> int:
+    """Examples over all processes (each holds its own shard)."""
+    if jax.process_count() == 1:
+        return _num_rows(dataset)
+    from jax.experimental import multihost_utils
+
+    return int(np.sum(multihost_utils.process_allgather(np.array(_num_rows(dataset), np.int64))))
 
 
 def _sum_metrics(total: dict | None, m: dict) -> dict:
@@ -42,7 +61,7 @@ def _sum_metrics(total: dict | None, m: dict) -> dict:
 
 def evaluate(state: TrainState, dataset, *, batch_size: int = 256, max_length: int | None = None,
              label_names: Sequence[str] | None = None, num_classes: int | None = None,
-             step: Callable | None = None) -> dict[str, Any]:
+             parallel: DataParallel | str | None = None) -> dict[str, Any]:
     """Loss, accuracy, precision, recall, F1 and confusion matrix over a whole split.
 
     Every example is counted exactly once: the last batch is padded with masked filler rows.
@@ -55,7 +74,9 @@ def evaluate(state: TrainState, dataset, *, batch_size: int = 256, max_length: i
       max_length: truncate longer texts (as in training).
       label_names: names for the per-class report.
       num_classes: number of classes (default: ``len(label_names)`` or the model's logits).
-      step: a jitted ``eval_step`` to reuse (default: jit one here).
+      parallel: a :class:`lstmjax.parallel.DataParallel` or its mode name (default: one
+        device). The metrics are the same on any number of devices or processes (each process
+        passes its own shard of the split and a ``batch_size`` that is the global one).
 
     Returns:
       :func:`lstmjax.metrics.classification_report`'s dict plus ``"loss"`` (mean cross-entropy).
@@ -73,13 +94,17 @@ def evaluate(state: TrainState, dataset, *, batch_size: int = 256, max_length: i
     """
     if num_classes is None and label_names is not None:
         num_classes = len(label_names)
-    step = step or jax.jit(eval_step, static_argnums=2)
+    dp = _parallel(parallel)
+    step = dp.eval_step(num_classes)
+    device_state = dp.put_state(state)
+    local = _local_batch_size(batch_size)
+    steps = num_eval_batches(_global_rows(dataset), local * jax.process_count(), 1) if jax.process_count() > 1 else None
     total = None
-    for batch in prefetch(batches(dataset, batch_size, max_length=max_length)):
-        total = _sum_metrics(total, step(state, batch, num_classes))
+    for batch in prefetch(batches(dataset, local, max_length=max_length, num_batches=steps)):
+        total = _sum_metrics(total, step(device_state, dp.put_batch(batch)))
     if total is None:
         raise ValueError("the evaluation split is empty")
-    total = jax.device_get(total)
+    total = dp.get_metrics(total)
     report = classification_report(total["confusion"], list(label_names) if label_names is not None else None)
     report["loss"] = float(total["loss_sum"]) / max(int(total["count"]), 1)
     return report
@@ -94,6 +119,7 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
         seed: int = 0, max_length: int | None = None, label_names: Sequence[str] | None = None,
         patience: int | None = None, monitor: str = "accuracy", checkpointer=None,
         history: dict | None = None, start_epoch: int = 0, best_params=None,
+        parallel: DataParallel | str | None = None,
         progress: bool | None = None, on_epoch_end: Callable[[int, dict], None] | None = None):
     """Train for ``epochs`` epochs, validating after each; optional early stopping and checkpoints.
 
@@ -111,6 +137,10 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
       monitor: ``"accuracy"``, ``"f1"`` (macro) or ``"loss"``.
       checkpointer: a :class:`lstmjax.checkpoint.Checkpointer`; the state is saved after each epoch.
       history, start_epoch, best_params: where a resumed run left off (from a checkpoint's meta).
+      parallel: a :class:`lstmjax.parallel.DataParallel` or a mode, ``"none"`` (default),
+        ``"pmap"``, ``"mesh"`` or ``"auto"``; the parameters agree across modes to float rounding.
+        With several processes, each passes its own shard of ``train_data`` (and of
+        ``validation_data``); ``batch_size`` stays the global batch size.
       progress: show a tqdm progress bar (default: only on an interactive terminal).
       on_epoch_end: called as ``on_epoch_end(epoch, record)`` after each epoch.
 
@@ -137,7 +167,7 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
         raise ValueError(f"monitor must be 'accuracy', 'f1' or 'loss'; got {monitor!r}")
     if patience is not None and validation_data is None:
         raise ValueError("early stopping (patience) needs validation_data")
-    if len(train_data["label"]) == 0:
+    if _num_rows(train_data) == 0:
         raise ValueError("the training split is empty")
     if progress is None:
         progress = sys.stderr.isatty() and not os.environ.get("CI")
@@ -148,23 +178,27 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
     best_score = -math.inf
     if history.get("best_epoch") is not None and validation_data is not None:
         best_score = history["best_score"]
-    train = _jit_train_step()
-    evaluate_step = jax.jit(eval_step, static_argnums=2)
-    steps_per_epoch = math.ceil(len(train_data["label"]) / batch_size)
+    dp = _parallel(parallel)
+    train = dp.train_step()
+    local = _local_batch_size(batch_size)
+    # Every process runs the same number of steps (shards differ in size by at most one).
+    steps_per_epoch = math.ceil(math.ceil(_global_rows(train_data) / jax.process_count()) / local)
+    device_state = dp.put_state(state)
 
     for epoch in range(start_epoch, epochs):
         total = None
-        epoch_batches = prefetch(batches(train_data, batch_size, shuffle=True, seed=seed, epoch=epoch,
-                                         sort_window=64, max_length=max_length))
+        epoch_batches = prefetch(batches(train_data, local, shuffle=True, seed=seed, epoch=epoch, sort_window=64,
+                                         max_length=max_length, num_batches=steps_per_epoch))
         if progress:
             from tqdm.auto import tqdm
 
             epoch_batches = tqdm(epoch_batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
                                  leave=False)
-        for i, batch in enumerate(epoch_batches):
-            state, m = train(state, batch)
+        for batch in epoch_batches:
+            device_state, m = train(device_state, dp.put_batch(batch))
             total = _sum_metrics(total, m)
-        total = jax.device_get(total)
+        total = dp.get_metrics(total)
+        state = dp.get_state(device_state)
         count = max(int(total["count"]), 1)
         loss = float(total["loss_sum"]) / count
         if not math.isfinite(loss):
@@ -172,8 +206,8 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
                                 "try a smaller learning rate or clip_norm")
         record = {"loss": loss, "accuracy": int(total["correct"]) / count}
         if validation_data is not None:
-            report = evaluate(state, validation_data, batch_size=max(batch_size, 256), max_length=max_length,
-                              label_names=label_names, num_classes=num_classes, step=evaluate_step)
+            report = evaluate(state, validation_data, batch_size=max(batch_size, 256 * jax.process_count()),
+                              max_length=max_length, label_names=label_names, num_classes=num_classes, parallel=dp)
             record.update(val_loss=report["loss"], val_accuracy=report["accuracy"], val_f1=report["f1"])
             score = _score(report, monitor)
             if score > best_score:

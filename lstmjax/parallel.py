@@ -1,4 +1,17 @@
-"""Devices: the one module that knows about them. Batches onto devices, two ways.
+"""Devices: the one module that knows about them. Data parallelism three ways, one train step.
+
+:class:`DataParallel` runs the same pure :func:`lstmjax.train.train_step` on one device
+(``"none"``), replicated under ``jax.pmap`` with gradients summed over a named axis (``"pmap"``,
+the classic recipe, in maintenance since JAX 0.8), or under ``jax.jit`` with the state replicated
+and the batch sharded along the ``data`` axis of a mesh (``"mesh"``, JAX's recommended path: XLA
+inserts the gradient all-reduce itself). All three give the same parameters to float rounding,
+with or without dropout, because each example's dropout key depends on its position in the
+global batch, not on the device that holds it. The same code runs over several processes
+(:func:`initialize_distributed`): each process feeds its own part of every global batch.
+
+A global batch that does not divide by the device count is padded with filler examples whose
+``mask`` is ``False``; they contribute nothing to the loss, the gradients or the metrics, so
+results stay exact (no error, no dropped examples).
 
 - **pmap style**: :func:`shard_batch_for_pmap` reshapes every ``[batch, ...]`` array to
   ``[devices, batch // devices, ...]`` and puts slice ``d`` on device ``d``, the layout
@@ -23,14 +36,28 @@ work on any pytree of arrays with a leading batch axis.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["DATA_AXIS", "make_mesh", "shard_batch_for_pmap", "shard_batch_to_mesh"]
+__all__ = [
+    "DATA_AXIS",
+    "DataParallel",
+    "initialize_distributed",
+    "make_mesh",
+    "pad_batch",
+    "shard_batch_for_pmap",
+    "shard_batch_to_mesh",
+]
+
+Mode = Literal["auto", "none", "pmap", "mesh"]
 
 DATA_AXIS = "data"
 
@@ -115,3 +142,228 @@ def shard_batch_to_mesh(batch: Any, mesh: Mesh, *, axis: str = DATA_AXIS) -> Any
     local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
     _check_divisible(batch, local, "local devices of the mesh")
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+
+# --------------------------------------------------------------------------- padding to the devices
+
+
+def pad_batch(batch: dict[str, np.ndarray], multiple: int) -> dict[str, np.ndarray]:
+    """Pad a batch with filler examples (``mask`` False, PAD ids, length 0) to a multiple of ``multiple``.
+
+    Adds ``mask`` (all True) if the batch has none. Filler rows change no loss, gradient or metric.
+
+    >>> b = pad_batch({"token_ids": np.ones((3, 2), np.int32), "lengths": np.full(3, 2, np.int32),
+    ...                "labels": np.zeros(3, np.int32)}, 4)
+    >>> b["lengths"].tolist(), b["mask"].tolist()
+    ([2, 2, 2, 0], [True, True, True, False])
+    """
+    n = len(batch["labels"])
+    batch = dict(batch)
+    if "mask" not in batch:
+        batch["mask"] = np.ones(n, np.bool_)
+    extra = (-n) % multiple
+    if extra == 0:
+        return batch
+    return {k: np.concatenate([np.asarray(v), np.zeros((extra,) + np.shape(v)[1:], np.asarray(v).dtype)])
+            for k, v in batch.items()}
+
+
+# --------------------------------------------------------------------------- the strategy
+
+
+@dataclasses.dataclass(frozen=True)
+class DataParallel:
+    """Where a training step runs: one device, ``pmap`` over local devices, or ``jit`` over a mesh.
+
+    Build one with :meth:`create`; then ``put_state`` once, ``put_batch`` each batch, and call
+    the jitted ``train_step()`` / ``eval_step()``. ``get_state`` gives back an ordinary state
+    (for checkpoints), ``get_metrics`` ordinary sums.
+
+    Attributes:
+      mode: ``"none"``, ``"pmap"`` or ``"mesh"``.
+      devices: the devices used (all processes' for ``"mesh"``).
+      mesh: the ``("data",)`` mesh (``"mesh"`` mode), else ``None``.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> from lstmjax import TextClassifier
+      >>> from lstmjax.train import create_train_state, make_optimizer
+      >>> state = create_train_state(TextClassifier(20, 2, embed_dim=4, hidden_size=4),
+      ...                            jax.random.key(0), make_optimizer())
+      >>> batch = {"token_ids": np.ones((6, 3), np.int32), "lengths": np.full(6, 3, np.int32),
+      ...          "labels": np.zeros(6, np.int32)}
+      >>> results = {}
+      >>> for mode in ("none", "pmap", "mesh"):
+      ...     dp = DataParallel.create(mode, num_devices=4)
+      ...     s, m = dp.train_step()(dp.put_state(state), dp.put_batch(batch))
+      ...     results[mode] = dp.get_state(s).params
+      ...     print(mode, dp.num_devices, int(dp.get_metrics(m)["count"]))
+      none 1 6
+      pmap 4 6
+      mesh 4 6
+      >>> all(np.allclose(a, b, atol=1e-6) for a, b in zip(jax.tree.leaves(results["none"]),
+      ...                                                   jax.tree.leaves(results["pmap"])))
+      True
+    """
+
+    mode: str
+    devices: tuple
+    mesh: Mesh | None = None
+
+    @classmethod
+    def create(cls, mode: Mode = "auto", num_devices: int | None = None) -> DataParallel:
+        """``"auto"``: ``"mesh"`` when more than one device is visible, else ``"none"``.
+
+        ``num_devices`` limits the devices used (default: all; ``"none"`` uses one).
+        """
+        if mode not in ("auto", "none", "pmap", "mesh"):
+            raise ValueError(f"parallel must be 'auto', 'none', 'pmap' or 'mesh'; got {mode!r}")
+        available = jax.devices() if mode != "pmap" else jax.local_devices()
+        if num_devices is not None and not 1 <= num_devices <= len(available):
+            raise ValueError(f"--devices {num_devices}: only {len(available)} device(s) visible "
+                             f"({available[0].platform}); on a CPU, set the count before JAX starts "
+                             "(lstmjax train --devices N does)")
+        if mode == "auto":
+            count = num_devices or len(available)
+            mode = "mesh" if count > 1 else "none"
+        if mode == "none":
+            if jax.process_count() > 1:
+                raise ValueError("several processes need parallel mode 'mesh'")
+            return cls("none", (jax.local_devices()[0],))
+        devices = tuple(available[: num_devices or len(available)])
+        if mode == "pmap":
+            if jax.process_count() > 1:
+                raise ValueError("lstmjax runs several processes with parallel mode 'mesh', not 'pmap'")
+            return cls("pmap", devices)
+        return cls("mesh", devices, make_mesh(devices=devices))
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.devices)
+
+    @property
+    def _local_devices(self) -> int:
+        return sum(d.process_index == jax.process_index() for d in self.devices)
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def put_state(self, state):
+        """The state on the devices: one copy, one per device (pmap), or replicated over the mesh.
+
+        Always a copy: the train step donates its state, and the caller's must survive that.
+        """
+        if self.mode == "none":
+            return jax.device_put(state, self.devices[0], may_alias=False)
+        if self.mode == "pmap":  # a leading device axis, one copy per device
+            n = len(self.devices)
+            sharding = NamedSharding(Mesh(np.array(self.devices), ("devices",)), PartitionSpec("devices"))
+            return jax.tree.map(lambda x: jax.device_put(jnp.broadcast_to(jnp.asarray(x)[None], (n, *jnp.shape(x))), sharding), state)
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        if jax.process_count() > 1:
+            return _replicate_across_processes(state, replicated)
+        return jax.device_put(state, replicated, may_alias=False)
+
+    def get_state(self, state):
+        """An ordinary (unreplicated) state back from :meth:`put_state`'s layout."""
+        if self.mode == "pmap":
+            return jax.tree.map(lambda x: x[0], state)
+        return state
+
+    # ---- batches ----------------------------------------------------------------------------
+
+    def put_batch(self, batch: dict[str, np.ndarray]):
+        """A host batch (this process's part of the global batch) onto the devices, padded to fit."""
+        batch = pad_batch(batch, self._local_devices)
+        if self.mode == "none":
+            return jax.device_put(batch, self.devices[0])
+        if self.mode == "pmap":
+            return shard_batch_for_pmap(batch, self.devices)
+        return shard_batch_to_mesh(batch, self.mesh)
+
+    # ---- steps ------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _train_step(self):
+        from lstmjax.train import train_step
+
+        def step(state, batch, axis_name=None):
+            rng = jax.random.fold_in(state.rng, state.step)
+            return train_step(state, batch, rng, axis_name=axis_name)
+
+        if self.mode == "pmap":
+            return jax.pmap(functools.partial(step, axis_name=DATA_AXIS), axis_name=DATA_AXIS,
+                            devices=self.devices, donate_argnums=0)
+        if self.mode == "mesh":
+            replicated = NamedSharding(self.mesh, PartitionSpec())
+            return jax.jit(step, in_shardings=(replicated, NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))),
+                           out_shardings=replicated, donate_argnums=0)
+        return jax.jit(step, donate_argnums=0)
+
+    def train_step(self):
+        """``step(state, batch) -> (state, metrics)``, jitted for this layout; the state is donated."""
+        return self._train_step
+
+    @functools.cache
+    def eval_step(self, num_classes: int | None = None):
+        """``step(state, batch) -> metrics`` (sums, including the confusion matrix) for this layout."""
+        from lstmjax.train import eval_step
+
+        if self.mode == "pmap":
+            return jax.pmap(functools.partial(eval_step, num_classes=num_classes, axis_name=DATA_AXIS),
+                            axis_name=DATA_AXIS, devices=self.devices)
+        if self.mode == "mesh":
+            replicated = NamedSharding(self.mesh, PartitionSpec())
+            return jax.jit(functools.partial(eval_step, num_classes=num_classes),
+                           in_shardings=(replicated, NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))),
+                           out_shardings=replicated)
+        return jax.jit(functools.partial(eval_step, num_classes=num_classes))
+
+    def get_metrics(self, metrics):
+        """Summed metrics as host NumPy values (pmap's are identical on every device: take one)."""
+        if self.mode == "pmap":
+            metrics = jax.tree.map(lambda x: x[0], metrics)
+        return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, metrics)
+
+
+# --------------------------------------------------------------------------- several processes
+
+
+def _replicate_across_processes(tree, sharding: NamedSharding):
+    """Global replicated arrays from the identical host copies every process holds."""
+
+    def put(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = jax.make_array_from_process_local_data(sharding, np.asarray(jax.random.key_data(x)))
+            wrap = functools.partial(jax.random.wrap_key_data, impl=jax.random.key_impl(x))
+            return jax.jit(wrap, out_shardings=sharding)(data)
+        return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+    return jax.tree.map(put, tree)
+
+
+
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """Join a multi-process run (``jax.distributed.initialize``), on CPUs, GPUs or TPUs alike.
+
+    Arguments default to the environment: ``LSTMJAX_COORDINATOR`` (``host:port``),
+    ``LSTMJAX_NUM_PROCESSES`` and ``LSTMJAX_PROCESS_ID``; when none are set, JAX's own
+    detection applies (SLURM, Open MPI, Kubernetes, Cloud TPU). On CPUs the collectives go over
+    gloo. Call it before anything else touches JAX's devices.
+
+    After it, ``jax.devices()`` lists every process's devices, ``jax.process_index()`` names
+    this one, and :class:`DataParallel` in ``"mesh"`` mode spans them all.
+
+    >>> import os
+    >>> os.environ.get("LSTMJAX_COORDINATOR") is None   # single-process here: nothing to join
+    True
+    """
+    coordinator_address = coordinator_address or os.environ.get("LSTMJAX_COORDINATOR")
+    if num_processes is None and "LSTMJAX_NUM_PROCESSES" in os.environ:
+        num_processes = int(os.environ["LSTMJAX_NUM_PROCESSES"])
+    if process_id is None and "LSTMJAX_PROCESS_ID" in os.environ:
+        process_id = int(os.environ["LSTMJAX_PROCESS_ID"])
+    if jax.config.jax_platforms in (None, "", "cpu") or os.environ.get("JAX_PLATFORMS", "cpu") == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                               process_id=process_id)

@@ -29,6 +29,7 @@ __all__ = [
     "categorical_cross_entropy",
     "create_train_state",
     "eval_step",
+    "example_keys",
     "make_optimizer",
     "sparse_cross_entropy",
     "train_step",
@@ -197,19 +198,60 @@ def categorical_cross_entropy(logits: jax.Array, one_hot: jax.Array, mask: jax.A
     return jnp.sum(jnp.where(mask, losses, 0.0))
 
 
-def train_step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+def example_keys(rng: jax.Array, batch_size: int, offset: jax.Array | int = 0) -> jax.Array:
+    """One dropout key per example, folded from ``rng`` by the example's position in the global batch.
+
+    A key that depends on the example (not on which device holds it) makes dropout, and so the
+    whole step, independent of how a batch is split across devices.
+
+    Args:
+      rng: the step's key.
+      batch_size: examples in this (local) batch.
+      offset: global index of this batch's first example (``device_index * local_batch``).
+
+    Returns:
+      ``<key>[batch_size]``.
+
+    Example:
+      >>> import jax
+      >>> k = example_keys(jax.random.key(0), 4)
+      >>> bool((jax.random.key_data(example_keys(jax.random.key(0), 2, offset=2))
+      ...       == jax.random.key_data(k[2:])).all())
+      True
+    """
+    return jax.vmap(lambda i: jax.random.fold_in(rng, i))(offset + jnp.arange(batch_size, dtype=jnp.int32))
+
+
+def _logits_with_dropout(apply_fn, params, batch: Batch, keys: jax.Array) -> jax.Array:
+    """``<float32>[batch, classes]``, each example with dropout masks drawn from its own key."""
+
+    def one(ids, length, key):  # one example: (T,), (), key
+        return apply_fn({"params": params}, ids[None], length[None], deterministic=False, rngs={"dropout": key})[0]
+
+    return jax.vmap(one)(batch["token_ids"], batch["lengths"], keys)
+
+
+def train_step(state: TrainState, batch: Batch, rng: jax.Array, *,
+               axis_name: str | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimisation step on one batch: forward, backward, optimizer update.
 
-    The loss is the mean cross-entropy over the batch's real examples (``mask``).
+    The loss is the mean cross-entropy over the batch's real examples (``mask``). Dropout masks
+    come from per-example keys (:func:`example_keys`).
 
     Args:
       state: the current :class:`TrainState`.
       batch: ``token_ids <int32>[batch, time]``, ``lengths <int32>[batch]``, ``labels
         <int32>[batch]``, optional ``mask <bool>[batch]``.
       rng: this step's key (dropout); e.g. ``jax.random.fold_in(state.rng, state.step)``.
+      axis_name: when the step runs under ``jax.pmap`` (or ``shard_map``) over a named axis, the
+        batch here is one device's slice: gradients and metrics are summed over the axis, the
+        loss is normalised by the global count of real examples, and example keys are offset
+        by the device's position, so the step equals the single-device step on the whole batch
+        (to float rounding). ``None`` (default) for one device or ``jax.jit`` over a mesh.
 
     Returns:
-      ``(new_state, {"loss_sum", "correct", "count"})``, metrics as sums over real examples.
+      ``(new_state, {"loss_sum", "correct", "count"})``, metrics as sums over real examples
+      (of the whole global batch).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -226,27 +268,36 @@ def train_step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainSt
       (21, True, 2)
     """
     mask = _mask(batch)
+    local_batch = batch["labels"].shape[0]
     count = jnp.sum(mask.astype(jnp.int32))
+    offset = 0
+    if axis_name is not None:
+        count = jax.lax.psum(count, axis_name)
+        offset = jax.lax.axis_index(axis_name) * local_batch
+    keys = example_keys(rng, local_batch, offset)
 
     def loss_fn(params):
-        logits = state.apply_fn({"params": params}, batch["token_ids"], batch["lengths"],
-                                deterministic=False, rngs={"dropout": rng})
+        logits = _logits_with_dropout(state.apply_fn, params, batch, keys)
         loss_sum = sparse_cross_entropy(logits, batch["labels"], mask)
         return loss_sum / jnp.maximum(count, 1).astype(loss_sum.dtype), (loss_sum, logits)
 
     grads, (loss_sum, logits) = jax.grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads)
     correct = jnp.sum((jnp.argmax(logits, -1) == batch["labels"]) & mask, dtype=jnp.int32)
+    if axis_name is not None:
+        grads, loss_sum, correct = jax.lax.psum((grads, loss_sum, correct), axis_name)
+    state = state.apply_gradients(grads=grads)
     return state, {"loss_sum": loss_sum, "correct": correct, "count": count}
 
 
-def eval_step(state: TrainState, batch: Batch, num_classes: int | None = None) -> dict[str, Any]:
+def eval_step(state: TrainState, batch: Batch, num_classes: int | None = None, *,
+              axis_name: str | None = None) -> dict[str, Any]:
     """Loss and confusion matrix on one batch, dropout off; padded examples count for nothing.
 
     Args:
       state: a :class:`TrainState`.
       batch: as for :func:`train_step`.
       num_classes: size of the confusion matrix (default: the number of logits).
+      axis_name: under ``jax.pmap`` over a named axis, sum the metrics over it (see :func:`train_step`).
 
     Returns:
       ``{"loss_sum", "correct", "count", "confusion"}``: sums over the batch's real examples;
@@ -266,9 +317,10 @@ def eval_step(state: TrainState, batch: Batch, num_classes: int | None = None) -
     mask = _mask(batch)
     logits = state.apply_fn({"params": state.params}, batch["token_ids"], batch["lengths"], deterministic=True)
     predictions = jnp.argmax(logits, -1).astype(jnp.int32)
-    return {
+    metrics = {
         "loss_sum": sparse_cross_entropy(logits, batch["labels"], mask),
         "correct": jnp.sum((predictions == batch["labels"]) & mask, dtype=jnp.int32),
         "count": jnp.sum(mask.astype(jnp.int32)),
         "confusion": confusion_matrix(batch["labels"], predictions, num_classes or logits.shape[-1], mask),
     }
+    return metrics if axis_name is None else jax.lax.psum(metrics, axis_name)

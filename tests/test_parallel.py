@@ -1,0 +1,160 @@
+"""Data parallelism: pmap over 8 devices = jit over an 8-device mesh = one device; 2 processes = 1.
+
+Tolerance: parameters after several Adam steps agree to ``atol=2e-5`` (float32 rounding of
+gradients summed in a different order, amplified at most by Adam's normalisation of tiny
+gradients); metric counts and confusion matrices agree exactly.
+"""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from lstmjax import TextClassifier
+from lstmjax.batching import batches, prepare
+from lstmjax.datasets import load_dataset
+from lstmjax.loop import evaluate, fit
+from lstmjax.parallel import DataParallel, pad_batch
+from lstmjax.train import create_train_state, make_optimizer
+
+ATOL = 2e-5
+HERE = pathlib.Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Real data: the first 600 training and 300 test sentences of the built-in set."""
+    d = load_dataset("builtin", cache_dir=str(tmp_path_factory.mktemp("hf")))
+    prepared = prepare(d, "english", max_size=3000)
+    train = prepared["train"].shuffle(seed=0).select(range(600))
+    return train, prepared["test"].select(range(300)), len(prepared.vocab)
+
+
+def _state(vocab_size, dropout):
+    model = TextClassifier(vocab_size, 2, embed_dim=16, hidden_size=16, embed_dropout=dropout, output_dropout=dropout)
+    return create_train_state(model, jax.random.key(0), make_optimizer("adam", 3e-3))
+
+
+def _run(mode, train, vocab_size, dropout, num_devices=None, batch_size=32, steps=6):
+    dp = DataParallel.create(mode, num_devices)
+    state = dp.put_state(_state(vocab_size, dropout))
+    step = dp.train_step()
+    for i, batch in enumerate(batches(train, batch_size, shuffle=True, seed=1, max_length=40)):
+        if i == steps:
+            break
+        state, m = step(state, dp.put_batch(batch))
+    return dp.get_state(state), dp.get_metrics(m)
+
+
+def _assert_close(a, b):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=ATOL, rtol=0), a, b)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no-dropout", "dropout"])
+def test_pmap_mesh_and_single_device_agree(data, dropout):
+    train, _, vocab_size = data
+    single, m1 = _run("none", train, vocab_size, dropout)
+    pmapped, m8p = _run("pmap", train, vocab_size, dropout, 8)
+    meshed, m8m = _run("mesh", train, vocab_size, dropout, 8)
+    assert jax.device_count() == 8
+    _assert_close(single.params, pmapped.params)
+    _assert_close(single.params, meshed.params)
+    _assert_close(single.opt_state, pmapped.opt_state)
+    assert int(single.step) == int(pmapped.step) == int(meshed.step) == 6
+    assert int(m1["count"]) == int(m8p["count"]) == int(m8m["count"]) == 32
+    np.testing.assert_allclose(m1["loss_sum"], m8p["loss_sum"], rtol=1e-5)
+    if dropout:  # dropout really was on: the deterministic run differs
+        plain, _ = _run("none", train, vocab_size, 0.0)
+        assert not np.allclose(plain.params["dense"]["kernel"], single.params["dense"]["kernel"], atol=1e-4)
+
+
+def test_batch_not_divisible_by_devices(data):
+    """30 examples over 8 devices: padded with masked filler rows, same result as one device."""
+    train, _, vocab_size = data
+    single, m1 = _run("none", train, vocab_size, 0.2, batch_size=30, steps=3)
+    meshed, m8 = _run("mesh", train, vocab_size, 0.2, num_devices=8, batch_size=30, steps=3)
+    _assert_close(single.params, meshed.params)
+    assert int(m1["count"]) == int(m8["count"]) == 30
+
+
+def test_pad_batch():
+    b = pad_batch({"labels": np.arange(5, dtype=np.int32), "mask": np.ones(5, bool)}, 4)
+    assert b["labels"].tolist() == [0, 1, 2, 3, 4, 0, 0, 0] and b["mask"].sum() == 5
+    same = {"labels": np.arange(4, dtype=np.int32)}
+    assert pad_batch(same, 4)["mask"].all()
+
+
+def test_evaluation_identical_on_1_and_8_devices(data):
+    train, test, vocab_size = data
+    state, _ = fit(_state(vocab_size, 0.0), train, epochs=1, batch_size=64, max_length=40, progress=False)
+    one = evaluate(state, test, batch_size=64, parallel="none")
+    for mode in ("pmap", "mesh"):
+        eight = evaluate(state, test, batch_size=64, parallel=DataParallel.create(mode, 8))
+        assert eight["confusion_matrix"] == one["confusion_matrix"]
+        assert eight["support"] == one["support"] == 300
+        assert eight["accuracy"] == one["accuracy"] and eight["f1"] == one["f1"]
+        assert eight["loss"] == pytest.approx(one["loss"], rel=1e-5)
+
+
+def test_fit_with_each_mode_agrees(data):
+    train, test, vocab_size = data
+    results = {
+        mode: fit(_state(vocab_size, 0.2), train, epochs=1, batch_size=64, max_length=40, progress=False,
+                  parallel=DataParallel.create(mode, 8 if mode != "none" else None))[0]
+        for mode in ("none", "pmap", "mesh")
+    }
+    _assert_close(results["none"].params, results["pmap"].params)
+    _assert_close(results["none"].params, results["mesh"].params)
+
+
+def test_bad_modes():
+    with pytest.raises(ValueError, match="parallel must be"):
+        DataParallel.create("tpu-magic")
+    with pytest.raises(ValueError, match="only 8 device"):
+        DataParallel.create("mesh", 16)
+    assert DataParallel.create("auto").mode == "mesh"
+    assert DataParallel.create("auto", 1).mode == "none"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(tmp_path):
+    """Two processes on 127.0.0.1 (2 CPU devices each, gloo collectives), each feeding its half of
+    every global batch, end with the parameters of one process training on the whole batches."""
+    sys.path.insert(0, str(HERE))
+    try:
+        import _distributed_worker as worker
+    finally:
+        sys.path.pop(0)
+    port, out = _free_port(), tmp_path / "params.npz"
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    procs = [
+        subprocess.Popen([sys.executable, str(HERE / "_distributed_worker.py"), str(i), "2", str(port), str(out)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]
+    logs = []
+    for p in procs:
+        try:
+            logs.append(p.communicate(timeout=300)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail("the 2-process run did not finish in 300 s")
+    assert all(p.returncode == 0 for p in procs), "\n".join(logs)[-3000:]
+    reference = worker.train(DataParallel.create("none"))
+    saved = np.load(out)
+    leaves = jax.tree.leaves(reference.params)
+    assert len(saved.files) == len(leaves)
+    for i, leaf in enumerate(leaves):
+        np.testing.assert_allclose(saved[f"arr_{i}"], np.asarray(leaf), atol=ATOL, rtol=0)
