@@ -48,7 +48,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         kind = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float}[str(f.type)]
         if kind is int and f.name in ("max_len", "vocab_size", "min_freq", "layers", "embed_dim", "hidden",
-                                      "epochs", "batch_size", "patience"):
+                                      "epochs", "batch_size", "patience", "devices"):
             kind = _positive
         group.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"),
                            metavar=f.name.upper() if not f.metadata.get("choices") else None, help=help_text)
@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="continue the run in --out from its last checkpoint (the model config must match)")
     train.add_argument("--cache-dir", metavar="DIR", default=None,
                        help="Hugging Face datasets cache (default: HF_DATASETS_CACHE or ~/.cache/huggingface)")
+    train.add_argument("--local-processes", type=_positive, default=None, metavar="N",
+                       help="start N processes on this machine that train together through jax.distributed "
+                            "(each with --devices devices, default 1), to try multi-host training locally")
 
     evaluate = sub.add_parser("evaluate", help="evaluate a trained run on a dataset split",
                               description="Load DIR's model and evaluate it; prints the metrics table.")
@@ -187,13 +190,51 @@ def _print_report(report: dict, title: str) -> None:
         print(f"    {name:<{width}} " + " ".join(f"{v:>7}" for v in row))
 
 
+def _launch_local_processes(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Run this same command in N processes joined by ``jax.distributed`` on 127.0.0.1."""
+    import os
+    import socket
+    import subprocess
+
+    if args.out is None:
+        raise ValueError("--local-processes needs --out DIR (all processes write one run)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    child_argv = []
+    skip = False
+    for a in argv:  # the same command without --local-processes
+        if skip:
+            skip = False
+            continue
+        if a == "--local-processes":
+            skip = True
+            continue
+        if a.startswith("--local-processes="):
+            continue
+        child_argv.append(a)
+    n = args.local_processes
+    procs = []
+    for i in range(n):
+        env = {**os.environ, "LSTMJAX_COORDINATOR": f"127.0.0.1:{port}", "LSTMJAX_NUM_PROCESSES": str(n),
+               "LSTMJAX_PROCESS_ID": str(i)}
+        out = None if i == 0 else subprocess.DEVNULL  # process 0 speaks for the run
+        procs.append(subprocess.Popen([sys.executable, "-m", "lstmjax", *child_argv], env=env, stdout=out))
+    codes = [p.wait() for p in procs]
+    return max(codes)
+
+
 def _train(args: argparse.Namespace) -> int:
     from lstmjax import run
 
     config = _config_from_args(args)
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out DIR (the run to continue)")
-    result = run.train(config, args.out, resume=args.resume, cache_dir=args.cache_dir)
+    quiet = jax_process_index() > 0
+    result = run.train(config, args.out, resume=args.resume, cache_dir=args.cache_dir,
+                       log=(lambda *a, **k: None) if quiet else print)
+    if quiet:
+        return 0
     m = result.metrics
     _print_report(m, f"test metrics ({m['split']} split, {m['support']} examples):")
     print(f"wrote {result.directory / 'metrics.json'}, {result.directory / 'history.png'} and checkpoints "
@@ -233,6 +274,30 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def jax_process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+def _setup_devices(args: argparse.Namespace) -> None:
+    """Before JAX starts: simulated CPU devices for --devices, and joining a multi-process run."""
+    import os
+
+    import jax
+
+    devices = getattr(args, "devices", None)
+    if devices is not None and os.environ.get("JAX_PLATFORMS", "cpu") in ("", "cpu"):
+        try:
+            jax.config.update("jax_num_cpu_devices", devices)
+        except RuntimeError:  # JAX already started (main() called from a running program):
+            pass  # DataParallel then takes the first N devices, or says there are too few
+    if os.environ.get("LSTMJAX_COORDINATOR"):
+        from lstmjax.parallel import initialize_distributed
+
+        initialize_distributed()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lstmjax`` command; returns the exit status.
 
@@ -258,6 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         datasets.disable_progress_bars()  # keep logs of non-interactive runs readable
     commands = {"train": _train, "evaluate": _evaluate, "predict": _predict, "demo": _demo}
     try:
+        if args.command == "train" and args.local_processes:
+            return _launch_local_processes(args, list(argv if argv is not None else sys.argv[1:]))
+        if args.command == "train":
+            _setup_devices(args)
         return commands[args.command](args)
     except KeyboardInterrupt:
         print("lstmjax: interrupted", file=sys.stderr)

@@ -62,6 +62,10 @@ class Config:
     monitor: str = _f("accuracy", "validation metric that picks the best epoch",
                       choices=("accuracy", "f1", "loss"))
     seed: int = _f(0, "random seed (initialisation, shuffling, dropout)")
+    # --- devices (lstmjax.parallel) ----------------------------------------------------------
+    parallel: str = _f("auto", "data parallelism: none | pmap | mesh; auto = mesh when more than one device",
+                       choices=("auto", "none", "pmap", "mesh"))
+    devices: int | None = _f(None, "devices to use (on a CPU: this many simulated host devices; default: all)")
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -80,6 +84,8 @@ class Config:
             raise ValueError(f"lr must be a positive number; got {self.lr}")
         if self.clip_norm is not None and not self.clip_norm > 0:
             raise ValueError(f"clip_norm must be positive; got {self.clip_norm}")
+        if self.devices is not None and self.devices < 1:
+            raise ValueError(f"devices must be >= 1; got {self.devices}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1; got {self.patience}")
         if self.weight_decay and self.optimizer != "adamw":

@@ -42,6 +42,16 @@ def _local_batch_size(batch_size: int) -> int:
     return batch_size // count
 
 
+def _shape_kwargs(max_length: int | None) -> dict[str, Any]:
+    """Batch shapes: length buckets in one process; one fixed length across several, whose
+    batches must have equal shapes to form one global array."""
+    if jax.process_count() == 1:
+        return {"max_length": max_length}
+    if max_length is None:
+        raise ValueError("training or evaluating across processes needs max_length (one padded length for all)")
+    return {"max_length": max_length, "length_buckets": (max_length,)}
+
+
 def _num_rows(dataset) -> int:
     return len(dataset["label"])
 
@@ -100,7 +110,7 @@ def evaluate(state: TrainState, dataset, *, batch_size: int = 256, max_length: i
     local = _local_batch_size(batch_size)
     steps = num_eval_batches(_global_rows(dataset), local * jax.process_count(), 1) if jax.process_count() > 1 else None
     total = None
-    for batch in prefetch(batches(dataset, local, max_length=max_length, num_batches=steps)):
+    for batch in prefetch(batches(dataset, local, num_batches=steps, **_shape_kwargs(max_length))):
         total = _sum_metrics(total, step(device_state, dp.put_batch(batch)))
     if total is None:
         raise ValueError("the evaluation split is empty")
@@ -188,7 +198,7 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
     for epoch in range(start_epoch, epochs):
         total = None
         epoch_batches = prefetch(batches(train_data, local, shuffle=True, seed=seed, epoch=epoch, sort_window=64,
-                                         max_length=max_length, num_batches=steps_per_epoch))
+                                         num_batches=steps_per_epoch, **_shape_kwargs(max_length)))
         if progress:
             from tqdm.auto import tqdm
 

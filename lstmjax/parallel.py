@@ -333,12 +333,21 @@ def _replicate_across_processes(tree, sharding: NamedSharding):
 
     def put(x):
         if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            data = jax.make_array_from_process_local_data(sharding, np.asarray(jax.random.key_data(x)))
+            data = jax.make_array_from_process_local_data(sharding, _host(jax.random.key_data(x)))
             wrap = functools.partial(jax.random.wrap_key_data, impl=jax.random.key_impl(x))
             return jax.jit(wrap, out_shardings=sharding)(data)
-        return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+        return jax.make_array_from_process_local_data(sharding, _host(x))
 
     return jax.tree.map(put, tree)
+
+
+def _host(x) -> np.ndarray:
+    """This process's full copy of a value (a global array must be fully replicated)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        if not x.is_fully_replicated:
+            raise ValueError("expected a fully replicated array")
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(x)
 
 
 

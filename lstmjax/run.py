@@ -28,7 +28,9 @@ from lstmjax.batching import pad_sequences, prepare
 from lstmjax.classifier import TextClassifier
 from lstmjax.config import Config
 from lstmjax.datasets import load_dataset
+from lstmjax.batching import process_shard
 from lstmjax.loop import evaluate, fit, plot_history
+from lstmjax.parallel import DataParallel
 from lstmjax.train import create_train_state, make_optimizer
 from lstmjax.vocab import Vocab
 
@@ -105,6 +107,8 @@ def train(config: Config, directory: str | os.PathLike | None = None, *, resume:
     """
     directory = pathlib.Path(directory) if directory is not None else default_run_dir(config)
     started = time.perf_counter()
+    primary = jax.process_index() == 0  # with several processes, process 0 writes the files
+    parallel = DataParallel.create(config.parallel, config.devices)
     data = load_dataset(config.data, cache_dir=cache_dir)
     if "train" not in data.splits:
         raise ValueError(f"{config.data}: no 'train' split (found {', '.join(data.splits)})")
@@ -136,21 +140,26 @@ def train(config: Config, directory: str | os.PathLike | None = None, *, resume:
         state, meta, best = checkpointer.restore(state)
         fit_kwargs = {"history": meta["history"], "start_epoch": meta["epoch"], "best_params": best}
         log(f"resuming {directory} after epoch {meta['epoch']}")
-    else:
+    elif primary:
         ckpt.save_run_files(directory, config, prepared.vocab, prepared.tokenizer, prepared.label_names)
     params_count = sum(x.size for x in jax.tree.leaves(state.params))
     log(f"model: {config.cell.upper()} classifier, {params_count:,} parameters; training {config.epochs} epochs "
-        f"of batch {config.batch_size} on {jax.devices()[0].platform}")
+        f"of batch {config.batch_size} on {parallel.num_devices} {jax.devices()[0].platform} device(s) "
+        f"({parallel.mode}) in {jax.process_count()} process(es)")
+
+    def shard(split):  # each process reads only its part
+        return process_shard(prepared[split], jax.process_index(), jax.process_count())
 
     state, history = fit(
-        state, prepared["train"], epochs=config.epochs, batch_size=config.batch_size,
-        validation_data=prepared[validation] if validation else None, seed=config.seed,
+        state, shard("train"), epochs=config.epochs, batch_size=config.batch_size,
+        validation_data=shard(validation) if validation else None, seed=config.seed,
         max_length=config.max_len, label_names=prepared.label_names, patience=config.patience,
-        monitor=config.monitor, checkpointer=checkpointer, progress=progress,
+        monitor=config.monitor, checkpointer=checkpointer, parallel=parallel, progress=progress and primary,
         on_epoch_end=lambda e, r: log(f"epoch {e}/{config.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in r.items())),
         **fit_kwargs,
     )
-    report = evaluate(state, prepared[eval_split], max_length=config.max_len, label_names=prepared.label_names)
+    report = evaluate(state, shard(eval_split), batch_size=256 * jax.process_count(), max_length=config.max_len,
+                      label_names=prepared.label_names, parallel=parallel)
     metrics = {
         **{k: report[k] for k in ("accuracy", "precision", "recall", "f1", "loss")},
         "split": eval_split,
@@ -164,15 +173,19 @@ def train(config: Config, directory: str | os.PathLike | None = None, *, resume:
         "history": history,
         "config": dataclasses.asdict(config),
         "parameters": params_count,
+        "devices": parallel.num_devices,
+        "parallel": parallel.mode,
+        "processes": jax.process_count(),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    (directory / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    try:
-        import matplotlib  # noqa: F401
+    if primary:
+        (directory / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        try:
+            import matplotlib  # noqa: F401
 
-        plot_history(history, directory / "history.png")
-    except ImportError:  # matplotlib is optional for the library
-        pass
+            plot_history(history, directory / "history.png")
+        except ImportError:  # matplotlib is optional for the library
+            pass
     return RunResult(directory, metrics, state)
 
 

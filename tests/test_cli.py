@@ -111,3 +111,24 @@ def test_bad_option_and_module_entry_point():
     assert r.returncode == 2 and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "lstmjax", "--help"], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and all(c in r.stdout for c in ("train", "evaluate", "predict", "demo"))
+
+
+@pytest.mark.slow
+def test_local_processes(tmp_path):
+    """``--local-processes 2``: two processes train one run through jax.distributed on 127.0.0.1."""
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "lstmjax", "train", *SMALL, "--out", str(out), "--cache-dir",
+                        str(tmp_path / "cache"), "--local-processes", "2"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["parallel"] == "mesh" and metrics["support"] == 1066
+    assert main(["evaluate", str(out)]) == 0  # the checkpoint two processes wrote loads in one
+
+
+def test_devices_option(tmp_path, capsys):
+    """--devices 4 in a process whose JAX already runs 8 devices: mesh over the first 4."""
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--devices", "4", "--parallel", "pmap", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["devices"] == 4 and metrics["parallel"] == "pmap"
