@@ -264,6 +264,7 @@ def plot_history(history: dict, path: str | os.PathLike | None = None):
     if path is not None:
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     epochs = np.arange(1, len(history["loss"]) + 1)
@@ -275,6 +276,7 @@ def plot_history(history: dict, path: str | os.PathLike | None = None):
             ax.axvline(history["best_epoch"], color="grey", ls=":", label="best epoch")
         ax.set_title(key)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend()
     fig.tight_layout()
     if path is not None:
