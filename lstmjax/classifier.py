@@ -89,7 +89,9 @@ class TextClassifier(nn.Module):
 
     ``__call__(token_ids <int32>[batch, time], lengths <int32>[batch] | None, *, deterministic=True)``
     returns ``<float32>[batch, num_classes]`` logits. Without ``lengths`` they are computed as
-    the number of non-PAD ids (right padding). Dropout, when on, needs ``rngs={"dropout": key}``.
+    the number of non-PAD ids, which is right only for right padding (``[ids..., 0, 0]``):
+    with Keras-style front padding (``pad_sequences``' default ``padding="pre"``), pass
+    ``lengths`` or pad on the right. Dropout, when on, needs ``rngs={"dropout": key}``.
 
     Example:
       >>> import jax, jax.numpy as jnp

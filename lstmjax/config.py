@@ -49,6 +49,8 @@ class Config:
     embed_dim: int = _f(128, "embedding size")
     hidden: int = _f(128, "recurrent hidden size")
     dropout: float = _f(0.0, "dropout between stacked recurrent layers")
+    embed_dropout: float = _f(0.0, "dropout on the embeddings (training only)")
+    output_dropout: float = _f(0.0, "dropout on the pooled features before the dense layer (training only)")
     pooling: str = _f("last", "how the sequence becomes one vector", choices=("last", "mean", "max"))
     # --- optimisation (document: Adam, categorical cross-entropy, 10 epochs, batch 32) ---------
     optimizer: str = _f("adam", "optimizer", choices=("adam", "adamw", "sgd", "momentum"))
@@ -78,8 +80,9 @@ class Config:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.vocab_size < 3:
             raise ValueError(f"vocab_size must be >= 3 (PAD, UNK and one token); got {self.vocab_size}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
+        for name in ("dropout", "embed_dropout", "output_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1); got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number; got {self.lr}")
         if self.clip_norm is not None and not self.clip_norm > 0:

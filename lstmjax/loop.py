@@ -182,7 +182,9 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
     if progress is None:
         progress = sys.stderr.isatty() and not os.environ.get("CI")
     num_classes = len(label_names) if label_names is not None else None
-    history = dict(history) if history else {"loss": [], "accuracy": []}
+    # A copy, lists included: the caller's history (e.g. a checkpoint's) is not appended to.
+    history = {k: list(v) if isinstance(v, list) else v for k, v in history.items()} if history else {
+        "loss": [], "accuracy": []}
     history.setdefault("best_epoch", None)
     history.setdefault("stopped_early", False)
     best_score = -math.inf
@@ -248,10 +250,11 @@ def plot_history(history: dict, path: str | os.PathLike | None = None):
 
     Args:
       history: as returned by :func:`fit`.
-      path: save the figure here (PNG) if given.
+      path: save the figure here (PNG) if given. The figure is then made without pyplot, so
+        saving changes no backend and leaves no figure open in a notebook.
 
     Returns:
-      The matplotlib ``Figure``.
+      The matplotlib ``Figure`` (a pyplot figure when ``path`` is ``None``, shown inline).
 
     Example:
       >>> fig = plot_history({"loss": [0.7, 0.5], "accuracy": [0.5, 0.8],
@@ -259,14 +262,17 @@ def plot_history(history: dict, path: str | os.PathLike | None = None):
       >>> [ax.get_title() for ax in fig.axes]
       ['loss', 'accuracy']
     """
-    import matplotlib
+    import matplotlib.ticker
 
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401
+    if path is None:
+        import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        fig = plt.figure(figsize=(9, 3.2))
+    else:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(9, 3.2))
+    axes = fig.subplots(1, 2)
     epochs = np.arange(1, len(history["loss"]) + 1)
     for ax, key in zip(axes, ("loss", "accuracy")):
         ax.plot(epochs, history[key], "o-", label="train")

@@ -282,47 +282,56 @@ class DataParallel:
 
     # ---- steps ------------------------------------------------------------------------------
 
-    @functools.cached_property
-    def _train_step(self):
-        from lstmjax.train import train_step
-
-        def step(state, batch, axis_name=None):
-            rng = jax.random.fold_in(state.rng, state.step)
-            return train_step(state, batch, rng, axis_name=axis_name)
-
-        if self.mode == "pmap":
-            return jax.pmap(functools.partial(step, axis_name=DATA_AXIS), axis_name=DATA_AXIS,
-                            devices=self.devices, donate_argnums=0)
-        if self.mode == "mesh":
-            replicated = NamedSharding(self.mesh, PartitionSpec())
-            return jax.jit(step, in_shardings=(replicated, NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))),
-                           out_shardings=replicated, donate_argnums=0)
-        return jax.jit(step, donate_argnums=0)
-
     def train_step(self):
-        """``step(state, batch) -> (state, metrics)``, jitted for this layout; the state is donated."""
-        return self._train_step
+        """``step(state, batch) -> (state, metrics)``, jitted for this layout; the state is donated.
 
-    @functools.cache
+        Compiled once per layout (and batch shape) for the whole program, however many times
+        :func:`lstmjax.fit` is called.
+        """
+        return _train_step_for(self)
+
     def eval_step(self, num_classes: int | None = None):
         """``step(state, batch) -> metrics`` (sums, including the confusion matrix) for this layout."""
-        from lstmjax.train import eval_step
-
-        if self.mode == "pmap":
-            return jax.pmap(functools.partial(eval_step, num_classes=num_classes, axis_name=DATA_AXIS),
-                            axis_name=DATA_AXIS, devices=self.devices)
-        if self.mode == "mesh":
-            replicated = NamedSharding(self.mesh, PartitionSpec())
-            return jax.jit(functools.partial(eval_step, num_classes=num_classes),
-                           in_shardings=(replicated, NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))),
-                           out_shardings=replicated)
-        return jax.jit(functools.partial(eval_step, num_classes=num_classes))
+        return _eval_step_for(self, num_classes)
 
     def get_metrics(self, metrics):
         """Summed metrics as host NumPy values (pmap's are identical on every device: take one)."""
         if self.mode == "pmap":
             metrics = jax.tree.map(lambda x: x[0], metrics)
         return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, metrics)
+
+
+@functools.cache
+def _train_step_for(dp: DataParallel):
+    from lstmjax.train import train_step
+
+    def step(state, batch, axis_name=None):
+        rng = jax.random.fold_in(state.rng, state.step)
+        return train_step(state, batch, rng, axis_name=axis_name)
+
+    if dp.mode == "pmap":
+        return jax.pmap(functools.partial(step, axis_name=DATA_AXIS), axis_name=DATA_AXIS,
+                        devices=dp.devices, donate_argnums=0)
+    if dp.mode == "mesh":
+        replicated = NamedSharding(dp.mesh, PartitionSpec())
+        return jax.jit(step, in_shardings=(replicated, NamedSharding(dp.mesh, PartitionSpec(DATA_AXIS))),
+                       out_shardings=replicated, donate_argnums=0)
+    return jax.jit(step, donate_argnums=0)
+
+
+@functools.cache
+def _eval_step_for(dp: DataParallel, num_classes: int | None):
+    from lstmjax.train import eval_step
+
+    if dp.mode == "pmap":
+        return jax.pmap(functools.partial(eval_step, num_classes=num_classes, axis_name=DATA_AXIS),
+                        axis_name=DATA_AXIS, devices=dp.devices)
+    if dp.mode == "mesh":
+        replicated = NamedSharding(dp.mesh, PartitionSpec())
+        return jax.jit(functools.partial(eval_step, num_classes=num_classes),
+                       in_shardings=(replicated, NamedSharding(dp.mesh, PartitionSpec(DATA_AXIS))),
+                       out_shardings=replicated)
+    return jax.jit(functools.partial(eval_step, num_classes=num_classes))
 
 
 # --------------------------------------------------------------------------- several processes

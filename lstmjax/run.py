@@ -47,7 +47,8 @@ def build_model(config: Config, vocab_size: int, num_classes: int) -> TextClassi
     return TextClassifier(
         vocab_size=vocab_size, num_classes=num_classes, embed_dim=config.embed_dim, cell=config.cell,
         hidden_size=config.hidden, num_layers=config.layers, bidirectional=config.bidirectional,
-        dropout=config.dropout, pooling=config.pooling,
+        dropout=config.dropout, embed_dropout=config.embed_dropout, output_dropout=config.output_dropout,
+        pooling=config.pooling,
     )
 
 

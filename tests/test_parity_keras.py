@@ -36,12 +36,12 @@ if keras.backend.backend() != "jax":  # pragma: no cover - conftest sets KERAS_B
     pytest.skip("these tests need Keras's JAX backend (KERAS_BACKEND=jax)", allow_module_level=True)
 
 import lstmjax  # noqa: E402
+from _parity import ATOL, assert_close as _assert_close, assert_trees_close as _assert_trees_close  # noqa: E402
 from lstmjax import interop  # noqa: E402
 
 B, T, F, H = 5, 7, 3, 6
 LENGTHS = np.array([T, 0, 3, 1, 5], np.int32)  # full, empty, middle, one, another middle
 VALID = np.arange(T)[None, :] < LENGTHS[:, None]  # (B, T): the Keras mask
-ATOL = 1e-5
 GRU_KERAS_TO_LSTMJAX = (1, 0, 2)  # Keras z, r, h -> lstmjax r, z, n (written here independently)
 
 
@@ -244,22 +244,6 @@ def _lstmjax_value_and_grads(module, params, x, lengths, r_out, r_states):
 # ---------------------------------------------------------------------------------------------
 # Assertions
 # ---------------------------------------------------------------------------------------------
-
-
-def _assert_close(actual, expected, what: str, atol: float = ATOL):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    np.testing.assert_allclose(actual, expected, atol=atol, rtol=0, err_msg=what)
-
-
-def _assert_trees_close(actual, expected, what: str):
-    flat_a, tree_a = jax.tree_util.tree_flatten_with_path(actual)
-    flat_e, tree_e = jax.tree_util.tree_flatten_with_path(expected)
-    assert tree_a == tree_e, f"{what}: structure {tree_a} != {tree_e}"
-    for (path, a), (_, e) in zip(flat_a, flat_e):
-        name = f"{what}{jax.tree_util.keystr(path)}"
-        assert np.abs(e).max() > 1e-3, f"{name}: the reference is ~0, so the comparison proves nothing"
-        _assert_close(a, e, name)
 
 
 def _check_forward(y, final, ref):

@@ -24,6 +24,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _parity import ATOL, assert_close as _assert_close, assert_trees_close as _assert_trees_close  # noqa: E402
 from lstmjax import interop  # noqa: E402
 
 B, T, F, H = 5, 7, 3, 6
@@ -31,7 +32,6 @@ LENGTHS = np.array([T, 0, 3, 1, 5], np.int32)  # full, empty, middle, one, anoth
 ROWS = np.flatnonzero(LENGTHS > 0)  # the rows PyTorch can run
 EMPTY = np.flatnonzero(LENGTHS == 0)
 VALID = np.arange(T)[None, :] < LENGTHS[:, None]  # (B, T)
-ATOL = 1e-5
 
 TORCH_MODULES = {
     "lstm": lambda **kw: torch.nn.LSTM(F, H, **kw),
@@ -223,23 +223,6 @@ def _torch_forward_unpacked(module, x):
 # ---------------------------------------------------------------------------------------------
 # Assertions
 # ---------------------------------------------------------------------------------------------
-
-
-def _assert_close(actual, expected, what: str, atol: float = ATOL):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    np.testing.assert_allclose(actual, expected, atol=atol, rtol=0, err_msg=what)
-
-
-def _assert_trees_close(actual, expected, what: str):
-    """Leaf-by-leaf comparison with the leaf's path in the message; the structures must match."""
-    flat_a, tree_a = jax.tree_util.tree_flatten_with_path(actual)
-    flat_e, tree_e = jax.tree_util.tree_flatten_with_path(expected)
-    assert tree_a == tree_e, f"{what}: structure {tree_a} != {tree_e}"
-    for (path, a), (_, e) in zip(flat_a, flat_e):
-        name = f"{what}{jax.tree_util.keystr(path)}"
-        assert np.abs(e).max() > 1e-3, f"{name}: the reference is ~0, so the comparison proves nothing"
-        _assert_close(a, e, name)
 
 
 def _check_forward(y, final, ref, init):
