@@ -224,7 +224,7 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
             score = _score(report, monitor)
             if score > best_score:
                 # A copy: the next step donates (and so frees) the state's buffers.
-                best_score, best_params = score, jax.tree.map(jnp.copy, state.params)
+                best_score, best_params = score, jax.block_until_ready(jax.tree.map(jnp.copy, state.params))
                 history.update(best_epoch=epoch + 1, best_score=score)
         for key, value in record.items():
             history.setdefault(key, []).append(value)

@@ -250,8 +250,12 @@ class DataParallel:
     def put_state(self, state):
         """The state on the devices: one copy, one per device (pmap), or replicated over the mesh.
 
-        Always a copy: the train step donates its state, and the caller's must survive that.
+        Always a copy: the train step donates its state, and the caller's must survive that. The
+        copy is complete when this returns, so a step that donates it never races the transfer.
         """
+        return jax.block_until_ready(self._put_state(state))
+
+    def _put_state(self, state):
         if self.mode == "none":
             return jax.device_put(state, self.devices[0], may_alias=False)
         if self.mode == "pmap":  # a leading device axis, one copy per device
