@@ -268,7 +268,7 @@ def to_keras(variables, layers):
       >>> layer = keras.layers.LSTM(4)
       >>> layer.build((None, 2, 3))
       >>> _ = to_keras(variables, layer)
-      >>> bool((keras.ops.convert_to_numpy(layer.cell.kernel) == variables["params"]["layer_0_forward"]["W_x"]).all())
+      >>> bool((keras.ops.convert_to_numpy(layer.cell.kernel.value) == variables["params"]["layer_0_forward"]["W_x"]).all())
       True
     """
     params = variables.get("params", variables)
