@@ -220,8 +220,17 @@ def _launch_local_processes(args: argparse.Namespace, argv: Sequence[str]) -> in
                "LSTMJAX_PROCESS_ID": str(i)}
         out = None if i == 0 else subprocess.DEVNULL  # process 0 speaks for the run
         procs.append(subprocess.Popen([sys.executable, "-m", "lstmjax", *child_argv], env=env, stdout=out))
-    codes = [p.wait() for p in procs]
-    return max(codes)
+    # If one process fails, the others would wait for it at the next collective: stop them.
+    import time
+
+    while any(p.poll() is None for p in procs):
+        if any(p.returncode not in (None, 0) for p in procs):
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+            break
+        time.sleep(0.2)
+    return max(p.wait() for p in procs)
 
 
 def _train(args: argparse.Namespace) -> int:

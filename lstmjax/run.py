@@ -109,7 +109,8 @@ def train(config: Config, directory: str | os.PathLike | None = None, *, resume:
     directory = pathlib.Path(directory) if directory is not None else default_run_dir(config)
     started = time.perf_counter()
     primary = jax.process_index() == 0  # with several processes, process 0 writes the files
-    parallel = DataParallel.create(config.parallel, config.devices)
+    # --devices counts one process's devices; several processes use all of theirs together.
+    parallel = DataParallel.create(config.parallel, config.devices if jax.process_count() == 1 else None)
     data = load_dataset(config.data, cache_dir=cache_dir)
     if "train" not in data.splits:
         raise ValueError(f"{config.data}: no 'train' split (found {', '.join(data.splits)})")

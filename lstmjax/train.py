@@ -243,11 +243,13 @@ def train_step(state: TrainState, batch: Batch, rng: jax.Array, *,
       batch: ``token_ids <int32>[batch, time]``, ``lengths <int32>[batch]``, ``labels
         <int32>[batch]``, optional ``mask <bool>[batch]``.
       rng: this step's key (dropout); e.g. ``jax.random.fold_in(state.rng, state.step)``.
-      axis_name: when the step runs under ``jax.pmap`` (or ``shard_map``) over a named axis, the
+      axis_name: when the step runs under ``jax.pmap`` over a named axis, the
         batch here is one device's slice: gradients and metrics are summed over the axis, the
         loss is normalised by the global count of real examples, and example keys are offset
         by the device's position, so the step equals the single-device step on the whole batch
-        (to float rounding). ``None`` (default) for one device or ``jax.jit`` over a mesh.
+        (to float rounding). ``None`` (default) for one device or ``jax.jit`` over a mesh. (Under
+        ``jax.shard_map`` with its default ``check_vma=True``, gradients of replicated parameters
+        come back already summed, so this explicit sum does not apply there.)
 
     Returns:
       ``(new_state, {"loss_sum", "correct", "count"})``, metrics as sums over real examples

@@ -118,10 +118,12 @@ def test_local_processes(tmp_path):
     """``--local-processes 2``: two processes train one run through jax.distributed on 127.0.0.1."""
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "lstmjax", "train", *SMALL, "--out", str(out), "--cache-dir",
-                        str(tmp_path / "cache"), "--local-processes", "2"], capture_output=True, text=True, timeout=600)
+                        str(tmp_path / "cache"), "--local-processes", "2", "--devices", "2"],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["parallel"] == "mesh" and metrics["support"] == 1066
+    assert metrics["devices"] == 4  # --devices counts each process's devices
     assert main(["evaluate", str(out)]) == 0  # the checkpoint two processes wrote loads in one
 
 

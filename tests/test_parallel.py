@@ -158,3 +158,17 @@ def test_two_processes_equal_one(tmp_path):
     assert len(saved.files) == len(leaves)
     for i, leaf in enumerate(leaves):
         np.testing.assert_allclose(saved[f"arr_{i}"], np.asarray(leaf), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["none", "pmap", "mesh"])
+def test_callers_state_survives_training(data, mode):
+    """The step donates the state it runs on; the state the caller passed in stays usable."""
+    train, _, vocab_size = data
+    state = _state(vocab_size, 0.0)
+    before = jax.tree.map(np.asarray, state.params)
+    fit(state, train, epochs=1, batch_size=64, max_length=40, progress=False,
+        parallel=DataParallel.create(mode, 2 if mode != "none" else None))
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params), before)
+    dp = DataParallel.create(mode, 2 if mode != "none" else None)
+    for _ in range(2):  # put_state twice from the same state: both usable
+        dp.train_step()(dp.put_state(state), dp.put_batch(next(batches(train, 64, max_length=40))))
