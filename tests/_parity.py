@@ -1,9 +1,34 @@
 """Assertions shared by the PyTorch and Keras parity tests."""
 
+import dataclasses
+
 import jax
 import numpy as np
 
 ATOL = 1e-5  # max abs error, float32
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One configuration of the parity matrix."""
+
+    kind: str  # "lstm", "gru", "rnn_tanh", "rnn_relu"
+    num_layers: int
+    bidirectional: bool
+    hoist_inputs: bool = True
+
+    @property
+    def id(self) -> str:
+        return (f"{self.kind}-L{self.num_layers}-{'bi' if self.bidirectional else 'uni'}"
+                + ("" if self.hoist_inputs else "-nohoist"))
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def states_per_direction(self) -> int:
+        return 2 if self.kind == "lstm" else 1
 
 
 def assert_close(actual, expected, what: str, atol: float = ATOL):

@@ -22,7 +22,6 @@ What Keras does at masked steps (checked in :func:`test_keras_masking_convention
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import warnings
 
@@ -36,34 +35,13 @@ if keras.backend.backend() != "jax":  # pragma: no cover - conftest sets KERAS_B
     pytest.skip("these tests need Keras's JAX backend (KERAS_BACKEND=jax)", allow_module_level=True)
 
 import lstmjax  # noqa: E402
-from _parity import ATOL, assert_close as _assert_close, assert_trees_close as _assert_trees_close  # noqa: E402
+from _parity import ATOL, Case, assert_close as _assert_close, assert_trees_close as _assert_trees_close  # noqa: E402
 from lstmjax import interop  # noqa: E402
 
 B, T, F, H = 5, 7, 3, 6
 LENGTHS = np.array([T, 0, 3, 1, 5], np.int32)  # full, empty, middle, one, another middle
 VALID = np.arange(T)[None, :] < LENGTHS[:, None]  # (B, T): the Keras mask
 GRU_KERAS_TO_LSTMJAX = (1, 0, 2)  # Keras z, r, h -> lstmjax r, z, n (written here independently)
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    kind: str  # "lstm", "gru", "rnn_tanh", "rnn_relu"
-    num_layers: int
-    bidirectional: bool
-    hoist_inputs: bool = True
-
-    @property
-    def id(self) -> str:
-        return (f"{self.kind}-L{self.num_layers}-{'bi' if self.bidirectional else 'uni'}"
-                + ("" if self.hoist_inputs else "-nohoist"))
-
-    @property
-    def directions(self) -> int:
-        return 2 if self.bidirectional else 1
-
-    @property
-    def states_per_direction(self) -> int:
-        return 2 if self.kind == "lstm" else 1
 
 
 CASES = (

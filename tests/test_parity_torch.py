@@ -14,7 +14,6 @@ max-abs-error ``<= 1e-5`` in float32.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
@@ -24,7 +23,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from _parity import ATOL, assert_close as _assert_close, assert_trees_close as _assert_trees_close  # noqa: E402
+from _parity import ATOL, Case, assert_close as _assert_close, assert_trees_close as _assert_trees_close  # noqa: E402
 from lstmjax import interop  # noqa: E402
 
 B, T, F, H = 5, 7, 3, 6
@@ -39,23 +38,6 @@ TORCH_MODULES = {
     "rnn_tanh": lambda **kw: torch.nn.RNN(F, H, nonlinearity="tanh", **kw),
     "rnn_relu": lambda **kw: torch.nn.RNN(F, H, nonlinearity="relu", **kw),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    kind: str
-    num_layers: int
-    bidirectional: bool
-    hoist_inputs: bool = True
-
-    @property
-    def id(self) -> str:
-        return (f"{self.kind}-L{self.num_layers}-{'bi' if self.bidirectional else 'uni'}"
-                + ("" if self.hoist_inputs else "-nohoist"))
-
-    @property
-    def directions(self) -> int:
-        return 2 if self.bidirectional else 1
 
 
 CASES = (
