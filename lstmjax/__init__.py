@@ -9,7 +9,7 @@ Cells are pure functions of a parameter pytree (:mod:`lstmjax.cells`); Flax Line
 wrap them (:mod:`lstmjax.layers`); :class:`TextClassifier` puts the document's model together.
 """
 
-from lstmjax import batching, cells, checkpoint, compression, config, datasets, interop, metrics, parallel, run, tokenizers, train, vocab
+from lstmjax import augment, batching, cells, checkpoint, compression, config, datasets, ensemble, interop, metrics, parallel, regularization, run, tokenizers, train, vocab
 from lstmjax.batching import (
     Prepared,
     batches,
@@ -59,7 +59,7 @@ __all__ = sorted(
         "classification_report", "confusion_matrix", "create_train_state", "eval_step", "evaluate", "fit",
         "make_optimizer", "plot_history", "train_step",
         # modules
-        "batching", "cells", "checkpoint", "compression", "config", "datasets", "interop", "metrics", "parallel", "run",
+        "augment", "batching", "cells", "checkpoint", "compression", "config", "ensemble", "regularization", "datasets", "interop", "metrics", "parallel", "run",
         "tokenizers", "train", "vocab",
     ]
 )  # fmt: skip

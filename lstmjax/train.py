@@ -228,7 +228,8 @@ def _has_dropout(apply_fn) -> bool:
     Unknown models are assumed to have some.
     """
     module = getattr(apply_fn, "__self__", None)
-    rates = [getattr(module, name) for name in ("dropout", "embed_dropout", "output_dropout") if hasattr(module, name)]
+    rates = [getattr(module, name) for name in ("dropout", "embed_dropout", "output_dropout", "recurrent_dropout")
+             if hasattr(module, name)]
     return not rates or any(rate > 0 for rate in rates)
 
 

@@ -1,0 +1,187 @@
+"""Ensembles: one compiled program for K members; member k = the model trained alone; averaging."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lstmjax import TextClassifier
+from sklearn.model_selection import StratifiedKFold
+
+from lstmjax.ensemble import (
+    cross_validate,
+    create_ensemble,
+    ensemble_evaluate,
+    ensemble_fit,
+    ensemble_logits,
+    ensemble_member,
+    ensemble_predict_proba,
+    ensemble_train_step,
+    member_keys,
+    stratified_kfold,
+)
+from lstmjax.loop import evaluate, fit
+from lstmjax.train import create_train_state, make_optimizer, train_step
+
+K = 3
+# dropout everywhere, so each member's own dropout key matters
+MODEL = TextClassifier(vocab_size=30, num_classes=3, embed_dim=8, hidden_size=8,
+                       embed_dropout=0.2, output_dropout=0.1)
+
+
+def _batch(seed=0, n=6, t=5):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, t + 1, n).astype(np.int32)
+    ids = rng.integers(2, 30, (n, t)).astype(np.int32)
+    ids[np.arange(t)[None] >= lengths[:, None]] = 0
+    return {"token_ids": jnp.asarray(ids), "lengths": jnp.asarray(lengths),
+            "labels": jnp.asarray(rng.integers(0, 3, n).astype(np.int32))}
+
+
+def _data(seed=0, n=24):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    ids = [[int(2 + 3 * y + rng.integers(3))] * int(rng.integers(1, 6)) for y in labels]
+    return {"token_ids": ids, "label": labels.tolist()}
+
+
+def _assert_tree_close(a, b, atol=1e-5):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=1e-5), a, b)
+
+
+def _keys():
+    return jax.random.split(jax.random.key(42), K)
+
+
+# one compiled init for every individually trained model (eager init costs ~1 s each on a CPU)
+_create = jax.jit(create_train_state, static_argnums=(0, 2))
+
+
+def test_members_train_in_one_program_and_match_alone():
+    tx = make_optimizer("adam", 1e-2)
+    state = create_ensemble(MODEL, _keys(), tx)
+    assert state.step.shape == (K,) and state.params["dense"]["kernel"].shape == (K, 8, 3)
+    step = jax.jit(ensemble_train_step)
+    for i in range(3):
+        state, m = step(state, _batch(i), member_keys(state))
+    assert step._cache_size() == 1  # one compiled program for all K members and all steps
+    assert m["loss_sum"].shape == (K,) and state.step.tolist() == [3] * K
+
+    alone_step = jax.jit(train_step)
+    losses = []
+    for k in range(K):
+        alone = _create(MODEL, _keys()[k], tx)
+        for i in range(3):
+            alone, m_alone = alone_step(alone, _batch(i), jax.random.fold_in(alone.rng, alone.step))
+        _assert_tree_close(ensemble_member(state, k).params, alone.params)
+        _assert_tree_close(ensemble_member(state, k).opt_state, alone.opt_state)
+        np.testing.assert_allclose(float(m["loss_sum"][k]), float(m_alone["loss_sum"]), rtol=1e-5)
+        losses.append(float(m_alone["loss_sum"]))
+    assert len(set(losses)) == K  # the members differ
+
+
+def test_members_differ_at_init():
+    state = create_ensemble(MODEL, _keys(), make_optimizer())
+    w = np.asarray(state.params["recurrent"]["layer_0_forward"]["W_h"])
+    assert not np.allclose(w[0], w[1]) and not np.allclose(w[1], w[2])
+
+
+def test_bad_keys_shape():
+    with pytest.raises(ValueError, match="K"):
+        create_ensemble(MODEL, jax.random.key(0), make_optimizer())
+
+
+def test_average_is_mean_of_member_softmax():
+    state = create_ensemble(MODEL, _keys(), make_optimizer())
+    batch = _batch(1)
+    logits = jax.jit(ensemble_logits)(state, batch)
+    assert logits.shape == (K, 6, 3) and logits.dtype == jnp.float32
+    for k in range(K):
+        member = ensemble_member(state, k)
+        alone = MODEL.apply({"params": member.params}, batch["token_ids"], batch["lengths"])
+        np.testing.assert_allclose(np.asarray(logits[k]), np.asarray(alone), atol=1e-6)
+    expected = np.mean([np.asarray(jax.nn.softmax(logits[k])) for k in range(K)], axis=0)
+    np.testing.assert_allclose(np.asarray(jax.jit(ensemble_predict_proba)(state, batch)), expected, atol=1e-6)
+
+
+def test_fit_matches_loop_fit_per_member():
+    tx = make_optimizer("adam", 2e-2)
+    data = _data()
+    initial = create_ensemble(MODEL, _keys(), tx)
+    state, history = ensemble_fit(initial, data, epochs=2, batch_size=8, seed=3)
+    assert len(history["loss"]) == 2 and len(history["loss"][0]) == K
+    for k in (K - 1,):
+        alone, h = fit(_create(MODEL, _keys()[k], tx), data, epochs=2, batch_size=8, seed=3,
+                       progress=False)
+        _assert_tree_close(ensemble_member(state, k).params, alone.params)
+        np.testing.assert_allclose(history["loss"][-1][k], h["loss"][-1], rtol=1e-5)
+
+
+def test_evaluate_members_and_ensemble():
+    tx = make_optimizer("adam", 2e-2)
+    data = _data(1, n=30)
+    state, _ = ensemble_fit(create_ensemble(MODEL, _keys(), tx), _data(0), epochs=2, batch_size=8)
+    r = ensemble_evaluate(state, data, batch_size=8, label_names=["a", "b", "c"])
+    assert r["ensemble"]["support"] == 30 and len(r["members"]) == K
+    alone = evaluate(ensemble_member(state, 1), data, batch_size=8, label_names=["a", "b", "c"])
+    assert r["members"][1]["confusion_matrix"] == alone["confusion_matrix"]  # a member's report is evaluate's
+    np.testing.assert_allclose(r["members"][1]["loss"], alone["loss"], rtol=1e-5)
+    # the ensemble's predictions are the argmax of the mean probability
+    ids = np.zeros((30, 5), np.int32)
+    for i, row in enumerate(data["token_ids"]):
+        ids[i, :len(row)] = row
+    batch = {"token_ids": jnp.asarray(ids), "lengths": jnp.asarray([len(r) for r in data["token_ids"]], jnp.int32)}
+    proba = np.asarray(ensemble_predict_proba(state, batch))
+    pred = proba.argmax(-1)
+    def confusion(pred):
+        cm = np.zeros((3, 3), int)
+        np.add.at(cm, (np.asarray(data["label"]), pred), 1)
+        return cm.tolist()
+
+    assert r["ensemble"]["confusion_matrix"] == confusion(pred)
+    member_pred = np.asarray(ensemble_logits(state, batch)).argmax(-1)  # (K, B)
+    assert [m["confusion_matrix"] for m in r["members"]] == [confusion(p) for p in member_pred]
+    nll = -np.log(proba[np.arange(30), data["label"]]).mean()
+    np.testing.assert_allclose(r["ensemble"]["loss"], nll, rtol=1e-4)
+    # averaging probabilities never has a worse log-loss than the members' mean (Jensen)
+    assert r["ensemble"]["loss"] <= np.mean([m["loss"] for m in r["members"]]) + 1e-6
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stratified_kfold_keeps_proportions(k, seed):
+    labels = np.random.default_rng(seed).choice(3, size=47, p=[0.6, 0.3, 0.1])
+    folds = stratified_kfold(labels, k, seed)
+    assert len(folds) == k
+    val = np.concatenate([v for _, v in folds])
+    assert sorted(val.tolist()) == list(range(47))  # every index held out exactly once
+    for train, v in folds:
+        assert np.intersect1d(train, v).size == 0 and len(train) + len(v) == 47
+    sizes = [len(v) for _, v in folds]
+    assert max(sizes) - min(sizes) <= 1
+    ours = sorted(np.bincount(labels[v], minlength=3).tolist() for _, v in folds)
+    theirs = sorted(np.bincount(labels[v], minlength=3).tolist()
+                    for _, v in StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(47), labels))
+    for c in range(3):  # per class, the same multiset of fold counts as scikit-learn
+        assert sorted(o[c] for o in ours) == sorted(t[c] for t in theirs)
+    assert [v.tolist() for _, v in stratified_kfold(labels, k, seed)] == [v.tolist() for _, v in folds]
+
+
+def test_stratified_kfold_errors():
+    with pytest.raises(ValueError):
+        stratified_kfold([0, 1, 0], k=1)
+    with pytest.raises(ValueError):
+        stratified_kfold([0, 1, 0], k=4)
+
+
+def test_cross_validate_mean_and_std():
+    data = _data(2, n=18)
+    model = TextClassifier(vocab_size=30, num_classes=3, embed_dim=4, hidden_size=4)
+    tx = make_optimizer("adam", 2e-2)
+    cv = cross_validate(lambda f: create_train_state(model, jax.random.key(f), tx), data, k=3, epochs=1,
+                        batch_size=6, progress=False)
+    assert len(cv["folds"]) == 3 and sum(r["support"] for r in cv["folds"]) == 18
+    for metric in ("accuracy", "f1", "loss"):
+        values = [r[metric] for r in cv["folds"]]
+        np.testing.assert_allclose(cv["mean"][metric], np.mean(values))
+        np.testing.assert_allclose(cv["std"][metric], np.std(values))
