@@ -239,7 +239,7 @@ def _train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out DIR (the run to continue)")
-    quiet = jax_process_index() > 0
+    quiet = _process_index() > 0
     result = run.train(config, args.out, resume=args.resume, cache_dir=args.cache_dir,
                        log=(lambda *a, **k: None) if quiet else print)
     if quiet:
@@ -283,7 +283,7 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def jax_process_index() -> int:
+def _process_index() -> int:
     import jax
 
     return jax.process_index()

@@ -108,7 +108,7 @@ def evaluate(state: TrainState, dataset, *, batch_size: int = 256, max_length: i
     step = dp.eval_step(num_classes)
     device_state = dp.put_state(state)
     local = _local_batch_size(batch_size)
-    steps = num_eval_batches(_global_rows(dataset), local * jax.process_count(), 1) if jax.process_count() > 1 else None
+    steps = num_eval_batches(_global_rows(dataset), local, jax.process_count()) if jax.process_count() > 1 else None
     total = None
     for batch in prefetch(batches(dataset, local, num_batches=steps, **_shape_kwargs(max_length))):
         total = _sum_metrics(total, step(device_state, dp.put_batch(batch)))
@@ -194,7 +194,7 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
     train = dp.train_step()
     local = _local_batch_size(batch_size)
     # Every process runs the same number of steps (shards differ in size by at most one).
-    steps_per_epoch = math.ceil(math.ceil(_global_rows(train_data) / jax.process_count()) / local)
+    steps_per_epoch = num_eval_batches(_global_rows(train_data), local, jax.process_count())
     device_state = dp.put_state(state)
 
     for epoch in range(start_epoch, epochs):
