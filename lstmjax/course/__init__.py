@@ -1,0 +1,31 @@
+"""Checkable exercises for the tutorials: call :func:`check` with an exercise id and your answer.
+
+Each tutorial ends with exercises. An exercise has an id ``"NN.k"`` (tutorial ``NN``, exercise
+``k``) and a checker registered here; the learner calls ``course.check("07.2", answer)`` and reads
+either ``✓ 07.2: ...`` or ``✗ 07.2: ...`` with what is wrong. Worked solutions live apart from the
+exercises, in ``tutorials/solutions/``, and CI runs every solution through its checker.
+
+Example:
+  >>> from lstmjax import course
+  >>> result = course.check("00.1", lambda x: 2 * x)
+  ✓ 00.1: doubles 0, 1, -3.5 and 1e6 correctly.
+  >>> bool(result)
+  True
+  >>> bool(course.check("00.1", lambda x: x + 2))
+  ✗ 00.1: double(0) returned 2, expected 0.
+  False
+"""
+
+from lstmjax.course._check import Result, check, exercise, exercises
+
+# Importing each tutorial's module registers its checkers.
+from lstmjax.course import t00  # noqa: F401  (the example exercise)
+
+for _name in ("t01", "t02", "t03", "t04", "t05", "t06", "t07", "t08", "t09", "t10", "t11"):
+    try:
+        __import__(f"lstmjax.course.{_name}")
+    except ModuleNotFoundError as _error:  # a tutorial without exercises yet
+        if _error.name != f"lstmjax.course.{_name}":
+            raise
+
+__all__ = ["Result", "check", "exercise", "exercises"]

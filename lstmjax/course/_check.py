@@ -1,0 +1,102 @@
+"""The exercise registry and :func:`check`."""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+_REGISTRY: dict[str, tuple[Callable[..., str], str]] = {}
+
+
+class Wrong(AssertionError):
+    """Raised by a checker with a message telling the learner what is wrong."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """The outcome of :func:`check`: ``ok`` and the message shown to the learner.
+
+    Truthy exactly when the answer is right, so a solution can ``assert course.check(...)``.
+
+    Example:
+      >>> Result("00.1", True, "fine")
+      Result(exercise='00.1', ok=True, message='fine')
+      >>> bool(Result("00.1", False, "no"))
+      False
+    """
+
+    exercise: str
+    ok: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def exercise(exercise_id: str, title: str) -> Callable:
+    """Register ``checker(answer, **context) -> str`` as the check of ``exercise_id``.
+
+    The checker returns a short message saying what was verified, or raises :class:`Wrong`
+    (or ``AssertionError``) with a message that says what is wrong and, where it helps, how to
+    find the mistake. Any other exception from the learner's code is reported, not raised.
+
+    Example:
+      >>> @exercise("00.9", "an example")
+      ... def _(answer):
+      ...     if answer != 42:
+      ...         raise Wrong(f"got {answer!r}, expected the answer to everything")
+      ...     return "42 it is."
+      >>> bool(check("00.9", 42, quiet=True)), check("00.9", 41, quiet=True).message
+      (True, 'got 41, expected the answer to everything')
+    """
+
+    def register(checker: Callable[..., str]) -> Callable[..., str]:
+        if exercise_id in _REGISTRY and _REGISTRY[exercise_id][0].__qualname__ != checker.__qualname__:
+            raise ValueError(f"exercise {exercise_id!r} is registered twice")
+        _REGISTRY[exercise_id] = (checker, title)
+        return checker
+
+    return register
+
+
+def exercises() -> dict[str, str]:
+    """Every registered exercise id with its title, in order.
+
+    Example:
+      >>> exercises()["00.1"]
+      'Write double(x)'
+    """
+    return {k: _REGISTRY[k][1] for k in sorted(_REGISTRY)}
+
+
+def check(exercise_id: str, answer: Any, *, quiet: bool = False, **context: Any) -> Result:
+    """Check ``answer`` to exercise ``exercise_id``; print ``✓``/``✗`` with a message.
+
+    Args:
+      exercise_id: ``"NN.k"``, as the tutorial's exercise says.
+      answer: what the exercise asks for (a value, a function, a trained state, ...).
+      quiet: do not print.
+      **context: extra values some exercises ask for (the tutorial says which).
+
+    Returns:
+      a :class:`Result`, truthy when the answer is right.
+
+    Example:
+      >>> check("00.1", lambda x: 2 * x, quiet=True).ok
+      True
+    """
+    if exercise_id not in _REGISTRY:
+        raise KeyError(f"no exercise {exercise_id!r}; known: {', '.join(sorted(_REGISTRY))}")
+    checker, _ = _REGISTRY[exercise_id]
+    try:
+        result = Result(exercise_id, True, checker(answer, **context))
+    except AssertionError as error:  # Wrong, or a plain assert in a checker
+        result = Result(exercise_id, False, str(error) or "the answer is not right")
+    except Exception as error:  # the learner's code raised
+        tail = "".join(traceback.format_exception_only(type(error), error)).strip()
+        result = Result(exercise_id, False, f"your code raised {tail}")
+    if not quiet:
+        print(f"{'✓' if result.ok else '✗'} {exercise_id}: {result.message}")
+    return result

@@ -1,0 +1,12 @@
+"""Tutorial 00: the example exercise that shows how checking works."""
+
+from lstmjax.course._check import Wrong, exercise
+
+
+@exercise("00.1", "Write double(x)")
+def _double(answer):
+    for x in (0, 1, -3.5, 1e6):
+        got = answer(x)
+        if got != 2 * x:
+            raise Wrong(f"double({x}) returned {got}, expected {2 * x}.")
+    return "doubles 0, 1, -3.5 and 1e6 correctly."
