@@ -24,15 +24,71 @@ Example:
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["OPERATIONS", "augment_dataset", "augment_tokens", "random_deletion", "random_insertion",
+__all__ = ["OPERATIONS", "augment_dataset", "augment_tokens", "load_synonyms", "random_deletion", "random_insertion",
            "random_swap", "synonym_replacement"]
 
 Synonyms = Mapping[str, Sequence[str]]
+
+
+_BUILTIN_SYNONYMS = pathlib.Path(__file__).parent / "_data" / "synonyms" / "english.json"
+
+
+def load_synonyms(path: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """A synonym table from a JSON file: ``{"word": ["synonym", ...], ...}``.
+
+    The file holds either that object or an object with that table under ``"synonyms"`` (and
+    any other keys, e.g. ``"source"`` and ``"licence"``, which are ignored). With no ``path``
+    (or ``"builtin"``), the table shipped with lstmjax: about 130 common English words of
+    sentiment and film reviews (evaluative adjectives, verbs of liking, review nouns), written
+    by hand for lstmjax (no thesaurus or WordNet data; Apache-2.0, as lstmjax), lower-case as
+    the English tokenizer's output. Reading never executes anything (JSON only).
+
+    Args:
+      path: a JSON file, ``None`` or ``"builtin"``.
+
+    Returns:
+      word → list of synonyms (the word itself removed, duplicates dropped, order kept).
+
+    Raises:
+      FileNotFoundError: no such file. ValueError: not JSON, or an entry that is not a
+      non-empty string mapped to a list of non-empty strings (the message names the file and
+      the entry).
+
+    Example:
+      >>> table = load_synonyms()
+      >>> "great" in table["good"] or "fine" in table["good"], len(table) > 100
+      (True, True)
+    """
+    file = _BUILTIN_SYNONYMS if path is None or str(path) == "builtin" else pathlib.Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"synonym table {file}: no such file")
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"synonym table {file}: not valid JSON ({e})") from None
+    if isinstance(raw, dict) and isinstance(raw.get("synonyms"), dict):
+        raw = raw["synonyms"]
+    if not isinstance(raw, dict):
+        raise ValueError(f"synonym table {file}: expected a JSON object word → [synonyms]; got {type(raw).__name__}")
+    table: dict[str, list[str]] = {}
+    for word, options in raw.items():
+        if not word.strip():
+            raise ValueError(f"synonym table {file}: an empty word")
+        if not isinstance(options, list) or not all(isinstance(o, str) and o.strip() for o in options):
+            raise ValueError(f"synonym table {file}: entry {word!r} must be a list of non-empty strings; "
+                             f"got {options!r}")
+        kept = list(dict.fromkeys(o for o in options if o != word))
+        if kept:
+            table[word] = kept
+    return table
 
 
 def random_deletion(tokens: Sequence[str], p: float, rng: np.random.Generator) -> list[str]:
@@ -152,6 +208,7 @@ def synonym_replacement(tokens: Sequence[str], n: int, synonyms: Synonyms, rng: 
     return out
 
 
+#: The four EDA operations: the default ``ops`` of :func:`augment_tokens`, which picks one uniformly.
 OPERATIONS = ("synonym_replacement", "random_insertion", "random_swap", "random_deletion")
 
 

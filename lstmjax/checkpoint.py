@@ -169,8 +169,13 @@ class Checkpointer:
             "best_params": state.params if best_params is None else best_params,
         }
 
-    def save(self, epoch: int, state, meta: dict[str, Any], best_params=None) -> None:
-        """Save after ``epoch`` (an int); ``meta`` must be JSON-serialisable."""
+    def save(self, epoch: int, state, meta: dict[str, Any], best_params=None, *, overwrite: bool = False) -> None:
+        """Save after ``epoch`` (an int); ``meta`` must be JSON-serialisable.
+
+        ``overwrite`` replaces an existing checkpoint of the same epoch (e.g. with pruned weights).
+        """
+        if overwrite and epoch in self._manager.all_steps():
+            self._manager.delete(epoch)
         self._manager.save(epoch, args=ocp.args.Composite(
             state=ocp.args.StandardSave(self._arrays(state, best_params)),
             meta=ocp.args.JsonSave(meta),

@@ -80,11 +80,15 @@ class TextClassifier(nn.Module):
       num_layers: stacked recurrent layers.
       bidirectional: bidirectional recurrent layers.
       dropout: dropout between stacked recurrent layers.
+      recurrent_dropout: variational dropout on the recurrent state, one mask per sequence
+        (see :class:`lstmjax.LSTM`).
       embed_dropout: dropout on the embeddings.
       output_dropout: dropout on the pooled features before the dense layer.
       pooling: ``"last"`` (default, as Keras ``LSTM(128)``), ``"mean"`` or ``"max"``.
       initializer: recurrent initialisation preset (``"keras"`` default).
       hoist_inputs: see :class:`lstmjax.LSTM`.
+      fused, remat_chunk, matmul_dtype: the recurrent loop's speed and memory options; see
+        :class:`lstmjax.LSTM` and ``tutorials/11_performance.md``.
       param_dtype: parameter dtype.
 
     ``__call__(token_ids <int32>[batch, time], lengths <int32>[batch] | None, *, deterministic=True)``
@@ -116,8 +120,12 @@ class TextClassifier(nn.Module):
     output_dropout: float = 0.0
     pooling: Pooling = "last"
     initializer: cells.InitPreset = "keras"
-    hoist_inputs: bool = True
+    hoist_inputs: bool = False
     param_dtype: Any = jnp.float32
+    recurrent_dropout: float = 0.0
+    fused: bool = True
+    remat_chunk: int | None = None
+    matmul_dtype: Any = None
 
     def setup(self):
         if self.cell not in ("lstm", "gru", "rnn"):
@@ -132,7 +140,8 @@ class TextClassifier(nn.Module):
         self.recurrent = stack(
             self.hidden_size, num_layers=self.num_layers, bidirectional=self.bidirectional,
             dropout=self.dropout, initializer=self.initializer, hoist_inputs=self.hoist_inputs,
-            param_dtype=self.param_dtype,
+            param_dtype=self.param_dtype, recurrent_dropout=self.recurrent_dropout,
+            fused=self.fused, remat_chunk=self.remat_chunk, matmul_dtype=self.matmul_dtype,
         )
         self.dense = nn.Dense(self.num_classes, param_dtype=self.param_dtype)
         self.embed_drop = nn.Dropout(self.embed_dropout)

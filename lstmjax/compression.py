@@ -21,8 +21,9 @@ Pruned weights are kept at zero during further training by :func:`keep_pruned_ze
 
 Gradual pruning (Zhu & Gupta, 2017, "To prune, or not to prune") raises the sparsity along
 :func:`polynomial_sparsity_schedule`; :func:`prune_step` recomputes the masks at the current
-step, zeroes the newly pruned weights and writes the masks into the optimizer state. Once pruned,
-a weight stays pruned. :func:`sparsity` *measures* the fraction of zeros (it does not trust the
+step, zeroes the newly pruned weights and writes the masks into the optimizer state;
+:func:`gradual_pruning` does the same from inside the optimizer (an ``optax`` transformation), so
+an unchanged training loop prunes. Once pruned, a weight stays pruned. :func:`sparsity` *measures* the fraction of zeros (it does not trust the
 masks).
 
 Quantisation
@@ -56,11 +57,13 @@ import jax.numpy as jnp
 import optax
 
 __all__ = [
+    "GradualPruningState",
     "KeepPrunedZeroState",
     "QuantizedTensor",
     "apply_masks",
     "default_include",
     "dequantize",
+    "gradual_pruning",
     "keep_pruned_zero",
     "magnitude_masks",
     "make_quantized_predict",
@@ -359,6 +362,67 @@ def prune_step(state, masks: Masks, schedule: optax.Schedule | float, *, scope: 
     masks = magnitude_masks(state.params, target, scope=scope, include=include, masks=masks)
     state = state.replace(params=apply_masks(state.params, masks), opt_state=_set_masks(state.opt_state, masks))
     return state, masks
+
+
+class GradualPruningState(NamedTuple):
+    """State of :func:`gradual_pruning`: steps taken (``<int32>[]``) and the current masks."""
+
+    count: jax.Array
+    masks: Masks
+
+
+def gradual_pruning(schedule: optax.Schedule | float, *, every: int = 1, scope: Scope = "global",
+                    include: Include | None = None) -> optax.GradientTransformation:
+    """Gradual magnitude pruning *inside* the optimizer: an ``optax`` transformation.
+
+    Chain it after the optimizer: ``optax.chain(make_optimizer(), gradual_pruning(sched))``.
+    At every ``every``-th update (counting from the first, step 0) it computes the masks of the
+    scheduled sparsity from the magnitudes the parameters are about to have (``params + updates``),
+    keeping earlier prunes pruned; at every update it changes a pruned weight's update to
+    ``-w``, so the weight becomes, and stays, exactly zero. Because it lives in the optimizer,
+    :func:`lstmjax.train.train_step` and every data-parallel mode prune without knowing it (the
+    same as calling :func:`prune_step` between steps, without a host round trip).
+
+    Args:
+      schedule: ``schedule(step) -> sparsity`` (:func:`polynomial_sparsity_schedule`) or a constant.
+      every: recompute the masks every this many steps (ranking all weights costs a sort).
+      scope, include: as for :func:`magnitude_masks`.
+
+    Returns:
+      An ``optax.GradientTransformation`` (its ``update`` needs ``params``); the masks are in
+      its :class:`GradualPruningState`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> params = {"w": jnp.array([[0.1, -2.0], [0.5, 3.0]])}
+      >>> tx = optax.chain(optax.sgd(0.0), gradual_pruning(0.5))
+      >>> updates, _ = tx.update({"w": jnp.ones((2, 2))}, tx.init(params), params)
+      >>> optax.apply_updates(params, updates)["w"].tolist()
+      [[0.0, -2.0], [0.0, 3.0]]
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1; got {every}")
+    if not callable(schedule):
+        _check_sparsity(schedule)
+
+    def init(params):
+        masks = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), jnp.bool_), params)
+        return GradualPruningState(jnp.zeros((), jnp.int32), masks)
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("gradual_pruning needs params: call tx.update(grads, state, params)")
+        target = schedule(state.count) if callable(schedule) else jnp.float32(schedule)
+        ahead = jax.tree.map(lambda p, u: p + u.astype(p.dtype), params, updates)  # the next params
+
+        def recompute(masks):
+            return magnitude_masks(ahead, target, scope=scope, include=include, masks=masks)
+
+        masks = jax.lax.cond(state.count % every == 0, recompute, lambda m: m, state.masks)
+        updates = jax.tree.map(lambda u, p, m: jnp.where(m, u, -p.astype(u.dtype)), updates, params, masks)
+        return updates, GradualPruningState(state.count + 1, masks)
+
+    return optax.GradientTransformation(init, update)
 
 
 # --------------------------------------------------------------------------------------------- quantisation

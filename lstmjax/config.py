@@ -51,6 +51,8 @@ class Config:
     dropout: float = _f(0.0, "dropout between stacked recurrent layers")
     embed_dropout: float = _f(0.0, "dropout on the embeddings (training only)")
     output_dropout: float = _f(0.0, "dropout on the pooled features before the dense layer (training only)")
+    recurrent_dropout: float = _f(0.0, "variational dropout on the recurrent state h_{t-1}: one mask per "
+                                       "sequence, the same at every step (training only)")
     pooling: str = _f("last", "how the sequence becomes one vector", choices=("last", "mean", "max"))
     # --- optimisation (document: Adam, categorical cross-entropy, 10 epochs, batch 32) ---------
     optimizer: str = _f("adam", "optimizer", choices=("adam", "adamw", "sgd", "momentum"))
@@ -64,10 +66,35 @@ class Config:
     monitor: str = _f("accuracy", "validation metric that picks the best epoch",
                       choices=("accuracy", "f1", "loss"))
     seed: int = _f(0, "random seed (initialisation, shuffling, dropout)")
+    # --- overfitting remedies (§9.2) and compression (§8.2) ------------------------------------
+    l1: float = _f(0.0, "L1 penalty strength on the weight matrices (biases and embedding excluded)")
+    l2: float = _f(0.0, "L2 penalty strength (coupled, l2/2·Σw²) on the weight matrices (biases and embedding "
+                        "excluded); for decoupled decay use --optimizer adamw --weight-decay")
+    augment: int = _f(0, "EDA text augmentation: augmented copies of each training text (training split only; 0 = off)")
+    augment_alpha: float = _f(0.1, "EDA strength: share of words swapped/replaced/inserted, deletion probability")
+    synonyms: str = _f("builtin", "EDA synonym table: builtin (English, shipped), none, or a JSON file "
+                                  "{word: [synonyms]}")
+    ensemble: int = _f(1, "train this many models from different seeds in one compiled program and average "
+                          "their probabilities (1 = a single model)")
+    cv: int = _f(0, "stratified k-fold cross-validation over the training split with this many folds, "
+                    "reported per fold and as mean ± std, before the final training (0 = off)")
+    prune: float = _f(0.0, "magnitude pruning: target sparsity of the weight matrices, in [0, 1) (0 = off)")
+    prune_schedule: str = _f("oneshot", "oneshot: prune once after training; gradual: raise the sparsity during "
+                                        "training (Zhu & Gupta's polynomial schedule, masked updates)",
+                             choices=("oneshot", "gradual"))
+    prune_scope: str = _f("global", "rank all weight matrices together (global) or prune each to the target "
+                                    "(per_layer)", choices=("global", "per_layer"))
+    quantize: bool = _f(False, "after training, quantise the weight matrices to int8, write model_int8.msgpack and "
+                               "report its size and test accuracy beside the float model's")
     # --- devices (lstmjax.parallel) ----------------------------------------------------------
     parallel: str = _f("auto", "data parallelism: none | pmap | mesh; auto = mesh when more than one device",
                        choices=("auto", "none", "pmap", "mesh"))
     devices: int | None = _f(None, "devices to use (on a CPU: this many simulated host devices; default: all)")
+    # --- differential privacy (lstmjax.privacy: DP-SGD with Poisson sampling) -----------------
+    dp_noise_multiplier: float | None = _f(None, "DP-SGD: Gaussian noise std / clip norm; set it to train with "
+                                                 "differential privacy (off by default)")
+    dp_clip_norm: float = _f(1.0, "DP-SGD: bound on each example's gradient norm")
+    dp_delta: float = _f(1e-5, "DP-SGD: the delta at which the spent epsilon is reported (keep it below 1/N)")
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -91,8 +118,45 @@ class Config:
             raise ValueError(f"devices must be >= 1; got {self.devices}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1; got {self.patience}")
+        if self.dp_noise_multiplier is not None and not (self.dp_noise_multiplier >= 0
+                                                        and math.isfinite(self.dp_noise_multiplier)):
+            raise ValueError(f"dp_noise_multiplier must be a number >= 0; got {self.dp_noise_multiplier}")
+        if not self.dp_clip_norm > 0:
+            raise ValueError(f"dp_clip_norm must be positive; got {self.dp_clip_norm}")
+        if not 0 < self.dp_delta < 1:
+            raise ValueError(f"dp_delta must be in (0, 1); got {self.dp_delta}")
+        if self.dp_noise_multiplier is not None and self.clip_norm is not None:
+            raise ValueError("clip_norm clips the batch gradient, DP-SGD clips each example's (dp_clip_norm): "
+                             "use one, not both")
+        self._check_remedies()
         if self.weight_decay and self.optimizer != "adamw":
             raise ValueError(f"weight_decay applies to the adamw optimizer, not {self.optimizer!r}")
+
+    def _check_remedies(self) -> None:
+        if not 0.0 <= self.recurrent_dropout < 1.0:
+            raise ValueError(f"recurrent_dropout must be in [0, 1); got {self.recurrent_dropout}")
+        for name in ("l1", "l2", "weight_decay"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a number >= 0; got {getattr(self, name)}")
+        if self.augment < 0:
+            raise ValueError(f"augment must be >= 0 (copies per training text); got {self.augment}")
+        if not 0.0 <= self.augment_alpha <= 1.0:
+            raise ValueError(f"augment_alpha must be in [0, 1]; got {self.augment_alpha}")
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1 (members); got {self.ensemble}")
+        if self.cv == 1 or self.cv < 0:
+            raise ValueError(f"cv must be 0 (off) or a number of folds >= 2; got {self.cv}")
+        if not 0.0 <= self.prune < 1.0:
+            raise ValueError(f"prune must be a sparsity in [0, 1); got {self.prune}")
+        dp = getattr(self, "dp_noise_multiplier", None) is not None
+        if dp and (self.l1 or self.l2 or self.ensemble > 1 or (self.prune and self.prune_schedule == "gradual")):
+            raise ValueError("DP-SGD (dp_noise_multiplier) does not combine with l1/l2, ensemble or gradual pruning")
+        if self.ensemble > 1:
+            clashes = [name for name, on in (("cv", self.cv), ("prune", self.prune), ("quantize", self.quantize),
+                                             ("patience", self.patience is not None)) if on]
+            if clashes:
+                raise ValueError(f"ensemble > 1 does not combine with {', '.join(clashes)} (yet): "
+                                 "train single models for those")
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed (validated again)."""
@@ -116,6 +180,6 @@ class Config:
 
 
 MODEL_FIELDS = ("tokenizer", "max_len", "vocab_size", "min_freq", "cell", "layers", "bidirectional",
-                "embed_dim", "hidden", "pooling")
+                "embed_dim", "hidden", "pooling", "ensemble")
 """Fields that decide the parameters' shapes or the meaning of token ids: a checkpoint can only be
 resumed or evaluated under the same values."""

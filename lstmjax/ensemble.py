@@ -10,8 +10,8 @@ dropout key, in one program. Member ``k`` is exactly the model that ``create_tra
 The ensemble predicts the mean of its members' softmax probabilities;
 :func:`ensemble_evaluate` reports its metrics beside each member's.
 
-Also here, as the other way of training several models and aggregating their metrics:
-stratified k-fold cross-validation (:func:`stratified_kfold`, :func:`cross_validate`).
+The other way of training several models and aggregating their metrics, stratified k-fold
+cross-validation, is in :mod:`lstmjax.crossval`.
 
 Example:
   >>> import jax
@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -39,8 +39,8 @@ from lstmjax.batching import batches
 from lstmjax.metrics import classification_report, confusion_matrix
 from lstmjax.train import Batch, TrainState, create_train_state, train_step
 
-__all__ = ["create_ensemble", "cross_validate", "ensemble_evaluate", "ensemble_fit", "ensemble_logits",
-           "ensemble_member", "ensemble_predict_proba", "ensemble_train_step", "member_keys", "stratified_kfold"]
+__all__ = ["create_ensemble", "ensemble_evaluate", "ensemble_fit", "ensemble_logits",
+           "ensemble_member", "ensemble_predict_proba", "ensemble_train_step", "member_keys"]
 
 
 def create_ensemble(model: nn.Module, keys: jax.Array, tx: optax.GradientTransformation,
@@ -196,6 +196,10 @@ def _ensemble_eval_step(state: TrainState, batch: Batch, num_classes: int) -> di
     return {"ensemble": sums(mean_log_probs), "members": jax.vmap(sums)(log_probs)}
 
 
+# one jitted function for every call (the model, a static field of the state, keys the cache)
+_ensemble_eval_jit = jax.jit(_ensemble_eval_step, static_argnums=2)
+
+
 def _report(confusion, loss_sum, label_names) -> dict[str, Any]:
     report = classification_report(confusion, label_names)
     report["loss"] = float(loss_sum) / max(report["support"], 1)
@@ -233,7 +237,7 @@ def ensemble_evaluate(state: TrainState, dataset, *, batch_size: int = 256, max_
         if "dense" not in state.params:
             raise ValueError("pass num_classes (the model has no 'dense' layer to read it from)")
         num_classes = int(state.params["dense"]["bias"].shape[-1])  # bias: (K, C)
-    step = jax.jit(_ensemble_eval_step, static_argnums=2)
+    step = _ensemble_eval_jit
     total = None
     for batch in batches(dataset, batch_size, max_length=max_length):
         m = step(state, batch, num_classes)
@@ -295,95 +299,3 @@ def ensemble_fit(state: TrainState, train_data, *, epochs: int, batch_size: int 
         history["loss"].append((total["loss_sum"] / count).tolist())
         history["accuracy"].append((total["correct"] / count).tolist())
     return state, history
-
-
-def stratified_kfold(labels: Sequence[int] | np.ndarray, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Split example indices into ``k`` folds that keep the class proportions.
-
-    Each class's indices are shuffled by ``numpy.random.default_rng(seed)`` and dealt round-robin
-    (classes one after another) to the folds, so every fold holds ``n_c / k`` examples of class
-    ``c`` (rounded either way) and the fold sizes differ by at most one. The same proportions as
-    ``sklearn.model_selection.StratifiedKFold(k, shuffle=True)``, not the same indices.
-
-    Args:
-      labels: ``<int>[n]`` class labels.
-      k: number of folds, ``2 <= k <= n``.
-      seed: shuffling seed.
-
-    Returns:
-      ``k`` pairs ``(train_idx, val_idx)``, each ``<int64>[...]`` sorted; every index is in
-      exactly one ``val_idx``.
-
-    Example:
-      >>> folds = stratified_kfold([0, 0, 0, 0, 1, 1], k=2, seed=0)
-      >>> [len(v) for _, v in folds], [sorted(np.array([0, 0, 0, 0, 1, 1])[v].tolist()) for _, v in folds]
-      ([3, 3], [[0, 0, 1], [0, 0, 1]])
-    """
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be <int>[n]; got shape {labels.shape}")
-    if not 2 <= k <= len(labels):
-        raise ValueError(f"k must be in [2, {len(labels)}] (the number of examples); got {k}")
-    rng = np.random.default_rng(seed)
-    dealt = np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)])
-    fold_of = np.empty(len(labels), np.int64)
-    fold_of[dealt] = np.arange(len(labels)) % k
-    return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
-
-
-def _subset(dataset, idx: np.ndarray):
-    if isinstance(dataset, dict):
-        return {name: [values[i] for i in idx] for name, values in dataset.items()}
-    return dataset.select(idx.tolist())
-
-
-_CV_METRICS = ("accuracy", "precision", "recall", "f1", "loss")
-
-
-def cross_validate(make_state: Callable[[int], TrainState], train_data, *, k: int = 5, seed: int = 0,
-                   epochs: int, batch_size: int = 32, max_length: int | None = None,
-                   label_names: Sequence[str] | None = None, **fit_kwargs) -> dict[str, Any]:
-    """Stratified k-fold cross-validation with :func:`lstmjax.fit` and :func:`lstmjax.evaluate`.
-
-    Fold ``f`` trains ``make_state(f)`` on the other folds and evaluates on fold ``f``. Only the
-    training data goes in: the test split stays out of model selection.
-
-    Args:
-      make_state: fold index → a fresh :class:`TrainState` (e.g. ``lambda f: create_train_state(model,
-        jax.random.key(f), tx)``).
-      train_data: the encoded training split (``token_ids``, ``label``; a dict of lists or a
-        ``datasets.Dataset``).
-      k, seed: as :func:`stratified_kfold` (``seed`` also shuffles the training batches).
-      epochs, batch_size, max_length, label_names: as :func:`lstmjax.fit`.
-      **fit_kwargs: more :func:`lstmjax.fit` options (``patience`` uses the held-out fold).
-
-    Returns:
-      ``{"folds": [report, ...], "mean": {metric: float}, "std": {metric: float}}``: each
-      report is :func:`lstmjax.evaluate`'s on the held-out fold; ``mean`` and ``std``
-      (population, ``ddof=0``) over folds of ``accuracy``, ``precision``, ``recall``, ``f1``
-      (macro) and ``loss``.
-
-    Example:
-      >>> import jax
-      >>> from lstmjax import TextClassifier
-      >>> from lstmjax.train import create_train_state, make_optimizer
-      >>> model = TextClassifier(10, 2, embed_dim=4, hidden_size=4)
-      >>> data = {"token_ids": [[2, 3], [4, 5], [2, 2], [5]] * 3, "label": [0, 1, 0, 1] * 3}
-      >>> cv = cross_validate(lambda f: create_train_state(model, jax.random.key(f), make_optimizer()),
-      ...                     data, k=2, epochs=1, batch_size=4, progress=False)
-      >>> len(cv["folds"]), sorted(cv["mean"]) == sorted(cv["std"])
-      (2, True)
-    """
-    from lstmjax.loop import evaluate, fit  # loop imports parallel; keep this module light to import
-
-    reports = []
-    for f, (train_idx, val_idx) in enumerate(stratified_kfold(train_data["label"], k, seed)):
-        train, val = _subset(train_data, train_idx), _subset(train_data, val_idx)
-        state, _ = fit(make_state(f), train, epochs=epochs, batch_size=batch_size, seed=seed,
-                       max_length=max_length, label_names=label_names,
-                       validation_data=val if fit_kwargs.get("patience") is not None else None, **fit_kwargs)
-        reports.append(evaluate(state, val, batch_size=max(batch_size, 256), max_length=max_length,
-                                label_names=label_names))
-    values = {m: np.array([r[m] for r in reports], np.float64) for m in _CV_METRICS}
-    return {"folds": reports, "mean": {m: float(v.mean()) for m, v in values.items()},
-            "std": {m: float(v.std()) for m, v in values.items()}}

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax import cells
+from lstmjax import cells, fused
 
 Array = jax.Array
 
@@ -39,6 +39,7 @@ __all__ = [
     "LSTMCell",
     "SimpleRNN",
     "SimpleRNNCell",
+    "recurrent_dropout_mask",
     "reverse_sequences",
     "scan_cell",
 ]
@@ -130,6 +131,35 @@ def reverse_sequences(inputs: Array, lengths: Array | None) -> Array:
     return jnp.take_along_axis(inputs, idx, axis=1)
 
 
+def recurrent_dropout_mask(key: jax.Array, shape: tuple[int, ...], rate: float, dtype=jnp.float32) -> Array:
+    """An inverted-dropout mask for the recurrent state: ``0`` with probability ``rate``, else ``1/(1-rate)``.
+
+    Variational (recurrent) dropout (Gal & Ghahramani, 2016; Keras's ``recurrent_dropout``)
+    draws one such mask per sequence, ``shape = (batch, hidden)``, *before* the time loop and
+    multiplies ``h_{t-1}`` by it at every step where it enters ``W_h``. The expected value of
+    ``mask * h`` is ``h``.
+
+    Args:
+      key: a ``jax.random.key``.
+      shape: the mask's shape, ``(batch, hidden)``.
+      rate: drop probability in ``[0, 1)``.
+      dtype: the mask's dtype.
+
+    Returns:
+      ``<dtype>[*shape]`` with values in ``{0, 1/(1-rate)}``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> m = recurrent_dropout_mask(jax.random.key(0), (2, 1000), 0.25)
+      >>> sorted({round(v, 4) for v in m.ravel().tolist()}), abs(float(m.mean()) - 1.0) < 0.05
+      ([0.0, 1.3333], True)
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate must be in [0, 1); got {rate}")
+    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+    return jnp.where(keep, jnp.asarray(1.0 / (1.0 - rate), dtype), jnp.zeros((), dtype))
+
+
 # ---------------------------------------------------------------------------------------------
 # One-step cells (Linen)
 # ---------------------------------------------------------------------------------------------
@@ -161,6 +191,22 @@ class _Cell(nn.Module):
 
     def step_projected(self, params, carry, xw_t):  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def masked_step(self, step: Callable, mask: Array, projected: bool) -> Callable:
+        """``step`` (``projected``: a ``step_projected``) with ``h_{t-1}`` multiplied by ``mask <float>[batch, hidden]`` where it enters ``W_h``.
+
+        For the LSTM and the simple RNN ``h_{t-1}`` is read only through ``W_h``, so the carry's
+        ``h`` is masked on the way in (the carry itself, and so the outputs, are not masked).
+        """
+
+        del projected  # the carry is masked before either kind of step
+
+        def masked(params, carry, x_t):
+            if isinstance(carry, tuple):  # LSTM: (h, c); only h is dropped
+                return step(params, (carry[0] * mask,) + tuple(carry[1:]), x_t)
+            return step(params, carry * mask, x_t)
+
+        return masked
 
     def project_inputs(self, params, inputs: Array) -> Array:
         """``inputs @ W_x + b`` for all steps at once: ``<float>[..., features] -> [..., G*hidden]``."""
@@ -255,6 +301,22 @@ class GRUCell(_Cell):
     def step_projected(self, params, carry, xw_t):
         return cells.gru_step_projected(params, carry, xw_t)
 
+    def masked_step(self, step: Callable, mask: Array, projected: bool) -> Callable:
+        """The GRU reads ``h_{t-1}`` twice: in ``W_h h_{t-1}`` (masked) and in the update
+        ``z_t ⊙ h_{t-1}`` (not masked), as Keras's ``GRU(recurrent_dropout=...)``."""
+        def masked(params, h_prev, x_t):
+            xw_t = x_t if projected else x_t @ params["W_x"] + params["b_x"]  # (B, 3H)
+            hw = (h_prev * mask) @ params["W_h"] + params["b_h"]  # (B, 3H): masked recurrent input
+            x_r, x_z, x_n = jnp.split(xw_t, 3, axis=-1)
+            h_r, h_z, h_n = jnp.split(hw, 3, axis=-1)
+            r_t = jax.nn.sigmoid(x_r + h_r)
+            z_t = jax.nn.sigmoid(x_z + h_z)
+            n_t = jnp.tanh(x_n + r_t * h_n)
+            h_t = (1.0 - z_t) * n_t + z_t * h_prev
+            return h_t, h_t
+
+        return masked
+
 
 class SimpleRNNCell(_Cell):
     """A simple (Elman) RNN cell as a Linen module: :func:`lstmjax.cells.rnn_step`.
@@ -330,8 +392,12 @@ class _RecurrentStack(nn.Module):
     bidirectional: bool = False
     dropout: float = 0.0
     initializer: cells.InitPreset = "keras"
-    hoist_inputs: bool = True
+    hoist_inputs: bool = False
     param_dtype: Any = jnp.float32
+    recurrent_dropout: float = 0.0
+    fused: bool = True
+    remat_chunk: int | None = None
+    matmul_dtype: Any = None
 
     def _cell(self, name: str) -> _Cell:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -347,7 +413,7 @@ class _RecurrentStack(nn.Module):
         """Stack per (layer, direction) carries into ``[num_layers*directions, batch, hidden]``."""
         return jax.tree.map(lambda *xs: jnp.stack(xs), *finals)
 
-    def _run(self, cell: _Cell, inputs, lengths, carry, reverse: bool):
+    def _run(self, cell: _Cell, inputs, lengths, carry, reverse: bool, recurrent_mask: Array | None = None):
         params = cell.cell_params(inputs.shape[-1])
         if carry is None:
             carry = cell.initial_carry(inputs.shape[0], inputs.dtype)
@@ -355,12 +421,29 @@ class _RecurrentStack(nn.Module):
             inputs = reverse_sequences(inputs, lengths)
         if self.hoist_inputs:
             # One matrix product for all steps: (B, T, F) @ (F, G*H) -> (B, T, G*H).
-            carry, ys = scan_cell(cell.step_projected, params, cell.project_inputs(params, inputs), carry, lengths)
+            step, xs = cell.step_projected, cell.project_inputs(params, inputs)
         else:
-            carry, ys = scan_cell(cell.step, params, inputs, carry, lengths)
+            step, xs = cell.step, inputs
+        if recurrent_mask is not None:
+            # Variational dropout: the same mask on h_{t-1} at every step, before W_h.
+            step = cell.masked_step(step, recurrent_mask, projected=self.hoist_inputs)
+        carry, ys = self._scan(cell, step, params, inputs, xs, carry, lengths, recurrent_mask)
         if reverse:
             ys = reverse_sequences(ys, lengths)
         return carry, ys
+
+    def _scan(self, cell: _Cell, step, params, inputs, xs, carry, lengths, recurrent_mask):
+        """The time loop: :func:`lstmjax.fused.lstm_scan` for an LSTM without recurrent dropout
+        (``fused=True``), else autodiff of :func:`scan_cell` (chunk-checkpointed with ``remat_chunk``)."""
+        if isinstance(cell, LSTMCell) and self.fused and recurrent_mask is None:
+            return fused.lstm_scan(params, inputs, carry, lengths, hoist=self.hoist_inputs,
+                                   remat_chunk=self.remat_chunk, matmul_dtype=self.matmul_dtype)
+        if self.matmul_dtype is not None:
+            raise ValueError("matmul_dtype applies to the fused LSTM loop only (an LSTM with fused=True "
+                             "and no recurrent dropout)")
+        if self.remat_chunk is not None:
+            return fused.remat_scan_cell(step, params, xs, carry, lengths, self.remat_chunk)
+        return scan_cell(step, params, xs, carry, lengths)
 
     @nn.compact
     def __call__(self, inputs: Array, lengths: Array | None = None, *, deterministic: bool = True,
@@ -370,6 +453,8 @@ class _RecurrentStack(nn.Module):
             raise ValueError(f"num_layers must be >= 1; got {self.num_layers}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
+        if not 0.0 <= self.recurrent_dropout < 1.0:
+            raise ValueError(f"recurrent_dropout must be in [0, 1); got {self.recurrent_dropout}")
         x = inputs.astype(self.param_dtype)
         directions = ("forward", "backward") if self.bidirectional else ("forward",)
         initial = self._split_state(initial_state, x.shape[0], x.dtype)
@@ -382,7 +467,13 @@ class _RecurrentStack(nn.Module):
             for d, direction in enumerate(directions):
                 cell = self._cell(f"layer_{layer}_{direction}")
                 carry0 = initial[layer * len(directions) + d]
-                carry, ys = self._run(cell, x, lengths, carry0, reverse=direction == "backward")
+                mask = None
+                if self.recurrent_dropout > 0.0 and not deterministic:
+                    mask = recurrent_dropout_mask(self.make_rng("dropout"), (x.shape[0], self.hidden_size),
+                                                  self.recurrent_dropout, x.dtype)  # (B, H)
+                    self.sow("intermediates", f"recurrent_mask_{layer}_{direction}", mask)
+                carry, ys = self._run(cell, x, lengths, carry0, reverse=direction == "backward",
+                                      recurrent_mask=mask)
                 finals.append(carry)
                 outs.append(ys)
             x = jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]  # (B, T, D*H)
@@ -401,11 +492,26 @@ class LSTM(_RecurrentStack):
       bidirectional: add a backward direction per layer; outputs concatenate ``[forward, backward]``.
       dropout: dropout rate on the inputs of layers ``1..L-1`` when ``deterministic=False``
         (supply ``rngs={"dropout": key}``), as PyTorch's ``dropout`` argument.
+      recurrent_dropout: variational dropout rate on the recurrent state (as Keras's
+        ``recurrent_dropout``): when ``deterministic=False``, each (layer, direction) draws one
+        mask ``<float>[batch, hidden]`` (:func:`recurrent_dropout_mask`) from the ``"dropout"``
+        rng before its time loop and applies it to ``h_{t-1}`` before ``W_h`` at every step;
+        the masks are sown as ``intermediates`` ``recurrent_mask_{layer}_{direction}``.
       initializer: initialisation preset, ``"keras"`` (default), ``"pytorch"`` or ``"flax"``.
       unit_forget_bias: forget-gate bias starts at 1 (default: ``True`` for ``"keras"``).
       hoist_inputs: compute the input projection for all steps in one matrix product before the
-        time loop (default), or inside it. Same numbers; speed depends on the hardware.
+        time loop, or step by step inside it (default). Same numbers to float rounding; inside
+        was measured faster on a 2-core CPU (the hoisted ``[batch, time, 4H]`` temporary costs
+        more memory traffic than it saves; see ``benchmarks/speed.py``).
       param_dtype: parameter (and computation) dtype.
+      fused: run the time loop with :func:`lstmjax.fused.lstm_scan` (default), whose backward pass
+        is hand-written (same values; gradients equal to float rounding; faster to train). Falls
+        back to autodiff of :func:`scan_cell` under recurrent dropout.
+      remat_chunk: gradient checkpointing: keep activations only at every ``remat_chunk``-th step
+        and recompute the rest during the backward pass (bounded memory for long sequences).
+        ``None`` (default) keeps all.
+      matmul_dtype: opt-in lower precision, e.g. ``jnp.bfloat16``: matrix products in that dtype
+        with float32 accumulation (fused loop only). ``None`` (default): full precision.
 
     Args (of ``__call__``):
       inputs: ``<float>[batch, time, features]``.

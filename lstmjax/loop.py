@@ -130,7 +130,8 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
         patience: int | None = None, monitor: str = "accuracy", checkpointer=None,
         history: dict | None = None, start_epoch: int = 0, best_params=None,
         parallel: DataParallel | str | None = None,
-        progress: bool | None = None, on_epoch_end: Callable[[int, dict], None] | None = None):
+        progress: bool | None = None, on_epoch_end: Callable[[int, dict], None] | None = None,
+        train_step: Callable | None = None, train_batches: Callable[[int], Any] | None = None):
     """Train for ``epochs`` epochs, validating after each; optional early stopping and checkpoints.
 
     Args:
@@ -153,6 +154,10 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
         ``validation_data``); ``batch_size`` stays the global batch size.
       progress: show a tqdm progress bar (default: only on an interactive terminal).
       on_epoch_end: called as ``on_epoch_end(epoch, record)`` after each epoch.
+      train_step: the step to run instead of :func:`lstmjax.train.train_step`, same signature
+        (e.g. :func:`lstmjax.privacy.dp_train_step`).
+      train_batches: ``train_batches(epoch)`` gives that epoch's host batches instead of the
+        shuffled, length-bucketed ones (e.g. :func:`lstmjax.privacy.poisson_batches`).
 
     Returns:
       ``(state, history)``: ``history`` holds per-epoch lists ``loss``, ``accuracy`` and, with
@@ -191,7 +196,7 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
     if history.get("best_epoch") is not None and validation_data is not None:
         best_score = history["best_score"]
     dp = _parallel(parallel)
-    train = dp.train_step()
+    train = dp.train_step(train_step)
     local = _local_batch_size(batch_size)
     # Every process runs the same number of steps (shards differ in size by at most one).
     steps_per_epoch = num_eval_batches(_global_rows(train_data), local, jax.process_count())
@@ -199,7 +204,8 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
 
     for epoch in range(start_epoch, epochs):
         total = None
-        epoch_batches = prefetch(batches(train_data, local, shuffle=True, seed=seed, epoch=epoch, sort_window=64,
+        epoch_batches = prefetch(train_batches(epoch) if train_batches is not None else
+                                 batches(train_data, local, shuffle=True, seed=seed, epoch=epoch, sort_window=64,
                                          num_batches=steps_per_epoch, **_shape_kwargs(max_length)))
         if progress:
             from tqdm.auto import tqdm

@@ -59,6 +59,7 @@ __all__ = [
 
 Mode = Literal["auto", "none", "pmap", "mesh"]
 
+#: The name of the mesh axis (and pmap axis) that the batch is split along.
 DATA_AXIS = "data"
 
 
@@ -287,14 +288,15 @@ class DataParallel:
 
     # ---- steps ------------------------------------------------------------------------------
 
-    def train_step(self):
+    def train_step(self, step_fn=None):
         """``step(state, batch) -> (state, metrics)``, jitted for this layout (the state is donated,
         except under pmap).
 
         Compiled once per layout (and batch shape) for the whole program, however many times
-        :func:`lstmjax.fit` is called.
+        :func:`lstmjax.fit` is called. ``step_fn`` replaces :func:`lstmjax.train.train_step`
+        with another step of the same signature (e.g. :func:`lstmjax.privacy.dp_train_step`).
         """
-        return _train_step_for(self)
+        return _train_step_for(self, step_fn)
 
     def eval_step(self, num_classes: int | None = None):
         """``step(state, batch) -> metrics`` (sums, including the confusion matrix) for this layout."""
@@ -308,8 +310,10 @@ class DataParallel:
 
 
 @functools.cache
-def _train_step_for(dp: DataParallel):
+def _train_step_for(dp: DataParallel, step_fn=None):
     from lstmjax.train import train_step
+
+    train_step = step_fn or train_step
 
     def step(state, batch, axis_name=None):
         rng = jax.random.fold_in(state.rng, state.step)

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from lstmjax import _remedies
 from lstmjax import checkpoint as ckpt
 from lstmjax.batching import pad_sequences, prepare
 from lstmjax.classifier import TextClassifier
@@ -31,6 +32,7 @@ from lstmjax.datasets import load_dataset
 from lstmjax.batching import process_shard
 from lstmjax.loop import evaluate, fit, plot_history
 from lstmjax.parallel import DataParallel
+from lstmjax.robustness import CheckedTexts, check_texts
 from lstmjax.train import create_train_state, make_optimizer
 from lstmjax.vocab import Vocab
 
@@ -48,12 +50,41 @@ def build_model(config: Config, vocab_size: int, num_classes: int) -> TextClassi
         vocab_size=vocab_size, num_classes=num_classes, embed_dim=config.embed_dim, cell=config.cell,
         hidden_size=config.hidden, num_layers=config.layers, bidirectional=config.bidirectional,
         dropout=config.dropout, embed_dropout=config.embed_dropout, output_dropout=config.output_dropout,
-        pooling=config.pooling,
+        recurrent_dropout=config.recurrent_dropout, pooling=config.pooling,
     )
 
 
 def _optimizer(config: Config):
+    if config.dp_noise_multiplier is not None:  # DP-SGD: per-example clipping and noise before the optimizer
+        from lstmjax.privacy import make_dp_optimizer
+
+        return make_dp_optimizer(config.optimizer, config.lr, clip_norm=config.dp_clip_norm,
+                                 noise_multiplier=config.dp_noise_multiplier, batch_size=config.batch_size,
+                                 key=jax.random.fold_in(jax.random.key(config.seed), 8_3), weight_decay=config.weight_decay)
     return make_optimizer(config.optimizer, config.lr, clip_norm=config.clip_norm, weight_decay=config.weight_decay)
+
+
+def _dp_plan(config: Config, train_split) -> dict[str, Any]:
+    """DP-SGD's sampling and accounting for a run: Poisson batches of expected size ``batch_size``."""
+    from lstmjax import privacy
+
+    if jax.process_count() > 1:
+        raise ValueError("DP training (dp_noise_multiplier) runs in one process")
+    if config.parallel == "pmap":
+        raise ValueError("DP training runs with parallel 'none' or 'mesh', not 'pmap'")
+    n = train_split.num_rows
+    rate = min(1.0, config.batch_size / n)
+    steps = max(1, round(n / config.batch_size))  # one epoch in expectation
+
+    def account(epochs: int) -> float:
+        return privacy.epsilon(config.dp_noise_multiplier, rate, epochs * steps, config.dp_delta)
+
+    def train_batches(epoch: int):
+        return privacy.poisson_batches(train_split, rate, steps, seed=config.seed, epoch=epoch,
+                                       max_length=config.max_len)
+
+    return {"rate": rate, "steps_per_epoch": steps, "account": account, "train_batches": train_batches,
+            "train_step": privacy.dp_train_step}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +105,10 @@ def _eval_split(splits, requested: str | None = None) -> str:
         if name in splits:
             return name
     raise ValueError(f"no test or validation split to evaluate on; the dataset has {', '.join(splits)}")
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 def default_run_dir(config: Config) -> pathlib.Path:
@@ -120,6 +155,9 @@ def train(config: Config, directory: str | os.PathLike | None = None, *, resume:
     validation = "validation" if "validation" in data.splits and eval_split != "validation" else None
     if config.patience is not None and validation is None:
         raise ValueError("early stopping (patience) needs a validation split besides the evaluation split")
+    if config.ensemble > 1 and resume:
+        raise ValueError("an ensemble run cannot be resumed (yet): train it again in a new directory")
+    data, origin, augmentation = _remedies.augment_training_split(config, data, log)  # training split only
 
     prior = None
     if resume:
@@ -135,7 +173,8 @@ def train(config: Config, directory: str | os.PathLike | None = None, *, resume:
         + f"; vocabulary {len(prepared.vocab)}; labels {', '.join(prepared.label_names)}")
 
     model = build_model(config, len(prepared.vocab), len(prepared.label_names))
-    state = create_train_state(model, jax.random.key(config.seed), _optimizer(config))
+    tx = _remedies.optimizer(config, _optimizer(config), prepared["train"].num_rows)  # + penalties, pruning
+    state = _remedies.initial_state(config, model, tx, jax.random.key(config.seed))  # one model or K members
     checkpointer = ckpt.Checkpointer(directory)
     fit_kwargs: dict[str, Any] = {}
     if resume:
@@ -152,16 +191,44 @@ def train(config: Config, directory: str | os.PathLike | None = None, *, resume:
     def shard(split):  # each process reads only its part
         return process_shard(prepared[split], jax.process_index(), jax.process_count())
 
-    state, history = fit(
-        state, shard("train"), epochs=config.epochs, batch_size=config.batch_size,
-        validation_data=shard(validation) if validation else None, seed=config.seed,
-        max_length=config.max_len, label_names=prepared.label_names, patience=config.patience,
-        monitor=config.monitor, checkpointer=checkpointer, parallel=parallel, progress=progress and primary,
-        on_epoch_end=lambda e, r: log(f"epoch {e}/{config.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in r.items())),
-        **fit_kwargs,
-    )
-    report = evaluate(state, shard(eval_split), batch_size=256 * jax.process_count(), max_length=config.max_len,
-                      label_names=prepared.label_names, parallel=parallel)
+    dp = _dp_plan(config, prepared["train"]) if config.dp_noise_multiplier is not None else None
+    if dp is not None:
+        fit_kwargs.update(train_step=dp["train_step"], train_batches=dp["train_batches"])
+
+    def on_epoch_end(e, r):
+        spent = f", epsilon {dp['account'](e):.3f} (delta {config.dp_delta:g})" if dp is not None else ""
+        log(f"epoch {e}/{config.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in r.items()) + spent)
+
+    cv = (_remedies.cross_validation(config, model, tx, shard("train"), prepared.label_names, origin, parallel, log)
+          if config.cv else None)
+    ensemble_info = pruning = None
+    if config.ensemble > 1:
+        state, history, report, ensemble_info = _remedies.train_ensemble(
+            config, state, shard("train"), shard(eval_split), prepared.label_names, checkpointer if primary else None, log)
+    else:
+        state, history = fit(
+            state, shard("train"), epochs=config.epochs, batch_size=config.batch_size,
+            validation_data=shard(validation) if validation else None, seed=config.seed,
+            max_length=config.max_len, label_names=prepared.label_names, patience=config.patience,
+            monitor=config.monitor, checkpointer=checkpointer, parallel=parallel, progress=progress and primary,
+            on_epoch_end=on_epoch_end,
+            **fit_kwargs,
+        )
+        state, pruning = _remedies.finish_pruning(config, state, log)
+        if pruning is not None and primary:  # the saved model is the pruned one
+            last = len(history["loss"])
+            checkpointer.save(last, state, {"epoch": last, "history": history}, state.params, overwrite=True)
+        report = evaluate(state, shard(eval_split), batch_size=256 * jax.process_count(), max_length=config.max_len,
+                          label_names=prepared.label_names, parallel=parallel)
+    remedies = {"augmentation": augmentation, "cv": cv, "ensemble": ensemble_info, "pruning": pruning}
+    if config.quantize:
+        remedies["quantization"] = _remedies.quantize(config, state, shard(eval_split), prepared.label_names,
+                                                      directory if primary else None, report["accuracy"], log)
+    if jax.process_count() == 1:  # the overfitting diagnostic: train (original rows), validation, test
+        remedies["generalization"] = _remedies.generalization(
+            config, state, {"train": _remedies.originals(prepared["train"], origin),
+                            "validation": prepared[validation] if validation else None},
+            prepared.label_names, parallel, known={eval_split: report["accuracy"]})
     metrics = {
         **{k: report[k] for k in ("accuracy", "precision", "recall", "f1", "loss")},
         "split": eval_split,
@@ -179,7 +246,18 @@ def train(config: Config, directory: str | os.PathLike | None = None, *, resume:
         "parallel": parallel.mode,
         "processes": jax.process_count(),
         "seconds": round(time.perf_counter() - started, 2),
+        **{k: v for k, v in remedies.items() if v is not None},
     }
+    if dp is not None:
+        # No noise spends an unbounded budget: JSON has no infinity, so that is written as null.
+        per_epoch = [_finite_or_none(dp["account"](e)) for e in range(1, len(history["loss"]) + 1)]
+        metrics["privacy"] = {
+            "epsilon": per_epoch[-1] if per_epoch else 0.0,  # null: no privacy (no noise)
+            "delta": config.dp_delta,
+            "epsilon_per_epoch": per_epoch, "noise_multiplier": config.dp_noise_multiplier,
+            "clip_norm": config.dp_clip_norm, "sample_rate": dp["rate"], "steps_per_epoch": dp["steps_per_epoch"],
+            "sampling": "poisson", "accountant": "rdp",
+        }
     if primary:
         (directory / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         try:
@@ -193,7 +271,8 @@ def train(config: Config, directory: str | os.PathLike | None = None, *, resume:
 
 def _restore_params(directory: pathlib.Path, files: ckpt.RunFiles):
     model = build_model(files.config, len(files.vocab), len(files.label_names))
-    state = create_train_state(model, jax.random.key(0), _optimizer(files.config))
+    tx = _remedies.optimizer(files.config, _optimizer(files.config), None)
+    state = _remedies.initial_state(files.config, model, tx, jax.random.key(0))
     state, _, best = ckpt.Checkpointer(directory).restore(state)
     if files.config.patience is not None:
         state = state.replace(params=best)
@@ -215,7 +294,7 @@ def evaluate_run(directory: str | os.PathLike, *, data: str | None = None, split
     name = _eval_split(dataset.splits, split)
     prepared = prepare(dataset, files.tokenizer, vocab=files.vocab)
     state = _restore_params(directory, files)
-    report = evaluate(state, prepared[name], max_length=files.config.max_len, label_names=files.label_names)
+    report = _remedies.evaluate_state(files.config, state, prepared[name], files.label_names)
     report["split"] = name
     return report
 
@@ -230,6 +309,8 @@ class Predictor:
       >>> p = Predictor(r.directory).predict_proba(["a gorgeous, moving film", ""])
       >>> p.shape, bool(abs(p.sum(-1) - 1).max() < 1e-5)
       ((2, 2), True)
+      >>> Predictor(r.directory).check(["a moving\\x00 film"]).reports[0].issues[0]
+      '1 control character(s) replaced by spaces'
     """
 
     def __init__(self, directory: str | os.PathLike):
@@ -237,8 +318,8 @@ class Predictor:
         self.files = ckpt.load_run_files(self.directory)
         self.state = _restore_params(self.directory, self.files)
         self.label_names = self.files.label_names
-        self._proba = jax.jit(lambda params, ids, lengths: jax.nn.softmax(
-            self.state.apply_fn({"params": params}, ids, lengths)))
+        # softmax, or the mean of the ensemble members' softmax
+        self._proba = jax.jit(_remedies.proba_fn(self.files.config, self.state.apply_fn))
 
     @property
     def vocab(self) -> Vocab:
@@ -249,9 +330,20 @@ class Predictor:
         ids = [self.vocab.encode(self.files.tokenizer(t)) for t in texts]
         return pad_sequences(ids, maxlen=self.files.config.max_len)
 
+    def check(self, texts: Sequence[str]) -> CheckedTexts:
+        """Untrusted texts checked with this run's tokenizer, vocabulary and ``max_len``
+        (:func:`lstmjax.robustness.check_texts`): cleaned texts and one report each."""
+        return check_texts(texts, tokenizer=self.files.tokenizer, vocab=self.vocab,
+                           max_tokens=self.files.config.max_len)
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """``<float32>[len(texts), num_labels]`` probabilities."""
+        """``<float32>[len(texts), num_labels]`` probabilities.
+
+        Each text first goes through :func:`lstmjax.robustness.check_texts` (non-``str`` items
+        are a ``TypeError``; control characters are removed, over-long texts cut); see
+        :meth:`check` for the reports.
+        """
         if isinstance(texts, str):
             raise TypeError("predict_proba takes a list of texts, not one string")
-        ids, lengths = self.encode(list(texts))
+        ids, lengths = self.encode(check_texts(texts).texts)
         return np.asarray(self._proba(self.state.params, ids, lengths))

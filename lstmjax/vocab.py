@@ -31,7 +31,9 @@ from lstmjax.tokenizers import Tokenizer, fingerprint
 
 __all__ = ["PAD", "PAD_ID", "UNK", "UNK_ID", "Vocab"]
 
+#: The padding token and its id (0): right padding fills ``token_ids`` with ``PAD_ID``.
 PAD, PAD_ID = "<pad>", 0
+#: The unknown-word token and its id (1): tokens outside the vocabulary map to ``UNK_ID``.
 UNK, UNK_ID = "<unk>", 1
 _FORMAT = "lstmjax.vocab"
 _VERSION = 1

@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from lstmjax import TextClassifier
-from sklearn.model_selection import StratifiedKFold
 
 from lstmjax.ensemble import (
-    cross_validate,
     create_ensemble,
     ensemble_evaluate,
     ensemble_fit,
@@ -18,7 +16,6 @@ from lstmjax.ensemble import (
     ensemble_predict_proba,
     ensemble_train_step,
     member_keys,
-    stratified_kfold,
 )
 from lstmjax.loop import evaluate, fit
 from lstmjax.train import create_train_state, make_optimizer, train_step
@@ -145,43 +142,3 @@ def test_evaluate_members_and_ensemble():
     np.testing.assert_allclose(r["ensemble"]["loss"], nll, rtol=1e-4)
     # averaging probabilities never has a worse log-loss than the members' mean (Jensen)
     assert r["ensemble"]["loss"] <= np.mean([m["loss"] for m in r["members"]]) + 1e-6
-
-
-@pytest.mark.parametrize("k", [2, 3, 5])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_stratified_kfold_keeps_proportions(k, seed):
-    labels = np.random.default_rng(seed).choice(3, size=47, p=[0.6, 0.3, 0.1])
-    folds = stratified_kfold(labels, k, seed)
-    assert len(folds) == k
-    val = np.concatenate([v for _, v in folds])
-    assert sorted(val.tolist()) == list(range(47))  # every index held out exactly once
-    for train, v in folds:
-        assert np.intersect1d(train, v).size == 0 and len(train) + len(v) == 47
-    sizes = [len(v) for _, v in folds]
-    assert max(sizes) - min(sizes) <= 1
-    ours = sorted(np.bincount(labels[v], minlength=3).tolist() for _, v in folds)
-    theirs = sorted(np.bincount(labels[v], minlength=3).tolist()
-                    for _, v in StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(47), labels))
-    for c in range(3):  # per class, the same multiset of fold counts as scikit-learn
-        assert sorted(o[c] for o in ours) == sorted(t[c] for t in theirs)
-    assert [v.tolist() for _, v in stratified_kfold(labels, k, seed)] == [v.tolist() for _, v in folds]
-
-
-def test_stratified_kfold_errors():
-    with pytest.raises(ValueError):
-        stratified_kfold([0, 1, 0], k=1)
-    with pytest.raises(ValueError):
-        stratified_kfold([0, 1, 0], k=4)
-
-
-def test_cross_validate_mean_and_std():
-    data = _data(2, n=18)
-    model = TextClassifier(vocab_size=30, num_classes=3, embed_dim=4, hidden_size=4)
-    tx = make_optimizer("adam", 2e-2)
-    cv = cross_validate(lambda f: create_train_state(model, jax.random.key(f), tx), data, k=3, epochs=1,
-                        batch_size=6, progress=False)
-    assert len(cv["folds"]) == 3 and sum(r["support"] for r in cv["folds"]) == 18
-    for metric in ("accuracy", "f1", "loss"):
-        values = [r[metric] for r in cv["folds"]]
-        np.testing.assert_allclose(cv["mean"][metric], np.mean(values))
-        np.testing.assert_allclose(cv["std"][metric], np.std(values))

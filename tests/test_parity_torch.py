@@ -61,7 +61,7 @@ def _torch_module(case: Case, *, seed: int, batch_first: bool = True, **kw):
 
 def _lstmjax_module(case: Case, torch_module):
     module = interop.layer_like(torch_module)
-    return module if case.hoist_inputs else module.clone(hoist_inputs=False)
+    return module.clone(hoist_inputs=case.hoist_inputs)
 
 
 def _inputs(seed: int = 0) -> np.ndarray:

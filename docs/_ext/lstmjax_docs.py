@@ -1,0 +1,457 @@
+"""Sphinx extension for the lstmjax site: stages the executed tutorials, writes the API pages,
+serves MathJax locally, and fails the build when a public name has no API entry.
+
+Nothing here executes a notebook. The tutorials are rendered from notebooks that were already
+executed, once, by ``tests/test_tutorials.py`` (fast mode, in CI) or by ``python docs/build.py
+--execute`` (full size); they are read from ``LSTMJAX_EXECUTED_DIR`` (default
+``docs/_build/executed``), mirroring ``tutorials/`` (``NN_name.ipynb``, ``solutions/NN_name.ipynb``).
+
+Generated, git-ignored sources (rewritten only when their content changes, so incremental
+builds stay incremental):
+
+* ``docs/tutorials/NN_name.ipynb`` and ``docs/tutorials/solutions/NN_name.ipynb``: the executed
+  notebooks plus one banner cell (how the outputs were made; download links);
+* ``docs/tutorials/index.md`` and ``docs/tutorials/solutions/index.md``: the course and solutions
+  pages, one toctree entry per ``tutorials/NN_*.md`` / ``tutorials/solutions/*.md`` found;
+* ``docs/api/*.md``: one page per public module of :mod:`lstmjax` (``automodule`` over the
+  module's ``__all__``), and ``docs/api/index.md`` with the flat API ``lstmjax.__all__``;
+* ``docs/_build/vendor/mathjax``: MathJax 3 from the ``django-static-mathjax`` wheel (no CDN);
+* ``docs/_build/downloads``: each tutorial as a clean ``.ipynb`` (jupytext, no outputs) and
+  as its MyST ``.md`` source, linked from the banner.
+
+Links between tutorials, solutions and ``docs/*.md`` pages are written as repository paths
+(``solutions/01_background.md``, ``../docs/glossary.md``), which work in Jupyter; the staged
+notebooks and the hand-written pages get them pointed at the site's pages (:func:`rewrite_links`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pathlib
+import pkgutil
+import re
+import shutil
+
+from sphinx.errors import ConfigError, ExtensionError
+
+DOCS = pathlib.Path(__file__).resolve().parents[1]
+REPO = DOCS.parent
+TUTORIALS = REPO / "tutorials"
+STAGE = DOCS / "tutorials"  # generated
+API = DOCS / "api"  # generated
+VENDOR = DOCS / "_build" / "vendor"
+DOWNLOADS = DOCS / "_build" / "downloads"
+
+
+def executed_dir() -> pathlib.Path:
+    """Where the executed notebooks are read from (``LSTMJAX_EXECUTED_DIR`` or the default)."""
+    env = os.environ.get("LSTMJAX_EXECUTED_DIR")
+    return pathlib.Path(env).resolve() if env else DOCS / "_build" / "executed"
+
+
+def tutorial_sources() -> tuple[list[pathlib.Path], list[pathlib.Path]]:
+    """The tutorials and the worked solutions (jupytext MyST ``.md``), sorted by name."""
+    return (
+        sorted(TUTORIALS.glob("[0-9][0-9]_*.md")),
+        sorted((TUTORIALS / "solutions").glob("[0-9][0-9]_*.md")),
+    )
+
+
+def _write_if_changed(path: pathlib.Path, text: str) -> None:
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _cell_sources(notebook) -> list[tuple[str, str]]:
+    return [(cell.cell_type, cell.source.strip()) for cell in notebook.cells]
+
+
+def notebook_problem(source: pathlib.Path, executed_path: pathlib.Path, fast: bool | None = None) -> str | None:
+    """Why ``executed_path`` cannot be rendered for ``source`` (missing, stale, an error), or None.
+
+    Stale means its cells are not the tutorial's cells now; ``fast`` (when given) must match how
+    it was executed.
+    """
+    import jupytext
+    import nbformat
+
+    if not executed_path.is_file():
+        return f"{executed_path} is missing"
+    executed = nbformat.read(executed_path, as_version=4)
+    if _cell_sources(executed) != _cell_sources(jupytext.read(source)):
+        return f"{executed_path} is stale: its cells differ from {source.relative_to(REPO)}"
+    if fast is not None and executed.metadata.get("lstmjax", {}).get("fast") != fast:
+        return f"{executed_path} was not executed with fast={fast}"
+    for cell in executed.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") == "error":
+                return f"{executed_path} has an error output ({out.get('ename')}: {out.get('evalue')})"
+    return None
+
+
+def not_ready_message(problems: list[str]) -> str:
+    return (
+        "the site renders executed tutorials, and some are not ready:\n  "
+        + "\n  ".join(problems)
+        + "\nExecute them with the tests (`python -m pytest -n 2 tests/`, fast mode: what CI renders)"
+        " or with `python docs/build.py --execute` (full size), then build again."
+    )
+
+
+def staging_problems(source_dir: pathlib.Path | None = None) -> list[str]:
+    """What keeps the site from being built from ``source_dir`` (default: :func:`executed_dir`)."""
+    source_dir = source_dir or executed_dir()
+    tutorials, solutions = tutorial_sources()
+    problems = [
+        notebook_problem(src, source_dir / src.relative_to(TUTORIALS).with_suffix(".ipynb"))
+        for src in tutorials + solutions
+    ]
+    return [p for p in problems if p]
+
+
+_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
+
+
+def _site_path(repo_path: pathlib.Path) -> pathlib.Path | None:
+    """Where a repository file is a page of the site (its source in ``docs/``), or None."""
+    try:
+        rel = repo_path.relative_to(REPO)
+    except ValueError:
+        return None
+    if rel.parts[:1] == ("tutorials",) and rel.suffix == ".md":
+        return STAGE / rel.relative_to("tutorials").with_suffix(".ipynb")
+    if rel.parts[:1] == ("docs",) and rel.suffix == ".md":
+        return REPO / rel
+    return None
+
+
+def rewrite_links(markdown: str, source: pathlib.Path, staged: pathlib.Path) -> str:
+    """Point a tutorial's relative links to other ``.md`` files at those pages of the site.
+
+    The tutorials link to each other, to their solutions and to ``docs/glossary.md`` by paths
+    relative to ``tutorials/``, which work in Jupyter and on a code host; on the site those pages
+    live elsewhere (``docs/tutorials/*.ipynb``, ``docs/glossary.md``). Anchors (``#...``) are kept;
+    links to files that are not pages are left alone (Sphinx then warns, and the build fails).
+    """
+
+    def replace(match: re.Match) -> str:
+        target = match.group(2)
+        path, _, fragment = target.partition("#")
+        if "://" in path or not path.endswith(".md") or path.startswith("/"):
+            return match.group(0)
+        page = _site_path((source.parent / path).resolve())
+        if page is None:
+            return match.group(0)
+        new = os.path.relpath(page, staged.parent).replace(os.sep, "/") + (f"#{fragment}" if fragment else "")
+        return f"{match.group(1)}{new}{match.group(3)}"
+
+    return _LINK.sub(replace, markdown)
+
+
+def _title(notebook, source: pathlib.Path) -> str:
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            match = re.search(r"^#\s+(.+)$", cell.source, flags=re.MULTILINE)
+            if match:
+                return match.group(1).strip()
+    raise ExtensionError(f"{source}: no '# title' heading in the first markdown cells")
+
+
+def _banner(source: pathlib.Path, executed, docname: str, solution_doc: str | None) -> str:
+    """The note added after a tutorial's header: how its outputs were made, and downloads."""
+    info = executed.metadata.get("lstmjax", {})
+    rel = "solutions/" if source.parent.name == "solutions" else ""
+    down = f"/_build/downloads/{rel}{source.stem}"
+    if info.get("fast", True):
+        how = (
+            "**Outputs from a fast run.** The outputs on this page were computed with "
+            "`LSTMJAX_FAST=1`, the switch CI uses: smaller data subsets, fewer units and epochs, "
+            "so numbers and curves differ from a full run (every check still runs). "
+            "Download the notebook and run it for the full-size results; the header above gives "
+            "the full run time."
+        )
+    else:
+        how = (
+            "**Outputs from a full run.** The outputs on this page were computed at the full "
+            "sizes given in the header above (`python docs/build.py --execute`)."
+        )
+    lines = [":::{note}", how, "", f"{{download}}`Download this notebook (.ipynb) <{down}.ipynb>`"]
+    lines[-1] += f" · {{download}}`MyST source (.md) <{down}.md>`"
+    if solution_doc:
+        lines[-1] += f" · worked solutions: {{doc}}`/{solution_doc}`"
+    lines.append(":::")
+    return "\n".join(lines)
+
+
+def stage_notebooks(app, config) -> None:
+    """Copy the executed notebooks into ``docs/tutorials`` (with a banner) and write the indexes."""
+    import jupytext
+    import nbformat
+
+    tutorials, solutions = tutorial_sources()
+    source_dir = executed_dir()
+    problems, titles = [], {}
+    solution_of = {s.name[:2]: f"tutorials/solutions/{s.stem}" for s in solutions}
+    wanted = set()
+    for source in tutorials + solutions:
+        rel = source.relative_to(TUTORIALS).with_suffix(".ipynb")
+        executed_path = source_dir / rel
+        problem = notebook_problem(source, executed_path)
+        if problem:
+            problems.append(problem)
+            continue
+        executed = nbformat.read(executed_path, as_version=4)
+        clean = jupytext.read(source)
+        docname = f"tutorials/{rel.with_suffix('').as_posix()}"
+        is_solution = source.parent.name == "solutions"
+        titles[docname] = _title(clean, source)
+        banner = _banner(source, executed, docname, None if is_solution else solution_of.get(source.name[:2]))
+        for cell in executed.cells:
+            if cell.cell_type == "markdown":
+                cell.source = rewrite_links(cell.source, source, STAGE / rel)
+        executed.cells.insert(1, nbformat.v4.new_markdown_cell(banner))
+        for cell in executed.cells:  # stable ids, so unchanged notebooks stay byte-identical
+            cell.pop("id", None)
+        executed.nbformat_minor = 4
+        _write_if_changed(STAGE / rel, nbformat.writes(executed) + "\n")
+        clean.metadata.pop("jupytext", None)
+        for cell in clean.cells:
+            cell.pop("id", None)
+        clean.nbformat_minor = 4
+        _write_if_changed(DOWNLOADS / rel, nbformat.writes(clean) + "\n")
+        _write_if_changed(DOWNLOADS / rel.with_suffix(".md"), source.read_text(encoding="utf-8"))
+        wanted.add(STAGE / rel)
+    if problems:
+        raise ConfigError(not_ready_message(problems))
+    for stale in STAGE.rglob("*.ipynb"):  # tutorials renamed or removed since the last build
+        if stale not in wanted:
+            stale.unlink()
+
+    entries = "\n".join(d for d in titles if not d.startswith("tutorials/solutions/"))
+    _write_if_changed(STAGE / "index.md", COURSE_PAGE.format(entries=_relative(entries, "tutorials/")))
+    solution_entries = "\n".join(d for d in titles if d.startswith("tutorials/solutions/"))
+    _write_if_changed(
+        STAGE / "solutions" / "index.md",
+        SOLUTIONS_PAGE.format(
+            entries=_relative(solution_entries, "tutorials/solutions/")
+            or "",
+            none="" if solution_entries else "No worked solutions have been written yet.\n",
+        ),
+    )
+
+
+def _relative(entries: str, prefix: str) -> str:
+    return "\n".join(line.removeprefix(prefix) for line in entries.splitlines())
+
+
+COURSE_PAGE = """\
+# The course
+
+The course follows the teaching document section by section. Each tutorial is a notebook:
+it builds one idea from scratch, checks it number for number against `lstmjax`, then uses the
+library, and ends with exercises you can check with `lstmjax.course.check`. Start at 01 and go
+in order; every tutorial's header says what it needs, which section of the document it covers,
+and how long it takes to run.
+
+The pages show each notebook *with its outputs*. Those outputs come from a **fast-mode run**
+(`LSTMJAX_FAST=1`: reduced data and model sizes, fewer epochs), made when the site is built, so
+accuracies and curves are smaller than in a full run. Each page has a link to download the
+notebook (`.ipynb`) to run it yourself at full size (see {{doc}}`/installation`).
+
+```{{toctree}}
+:maxdepth: 1
+
+{entries}
+```
+"""
+
+SOLUTIONS_PAGE = """\
+# Solutions
+
+Worked solutions to the tutorials' exercises, one notebook per tutorial. Each solution cell ends
+with `assert course.check("NN.k", answer)`, so these pages also show the checkers accepting the
+answers. Try the exercises first.
+
+{none}
+```{{toctree}}
+:maxdepth: 1
+
+{entries}
+```
+"""
+
+
+# --------------------------------------------------------------------------- API pages
+
+
+def public_modules() -> list[str]:
+    """Every public module of lstmjax: top-level modules and packages not starting with ``_``."""
+    import lstmjax
+
+    names = [
+        f"lstmjax.{info.name}"
+        for info in pkgutil.iter_modules(lstmjax.__path__)
+        if not info.name.startswith("_")
+    ]
+    return sorted(names)
+
+
+def _summary(obj, doc: str | None = None) -> str:
+    """The first paragraph of a docstring, as MyST (``:role:`x``` → ``{role}`x```) for a table."""
+    doc = (doc if doc is not None else getattr(obj, "__doc__", None) or "").strip()
+    first = doc.split("\n\n")[0].replace("\n", " ").strip()
+    first = re.sub(r":(py:)?(\w+):`", r"{\2}`", first)
+    first = first.replace("``", "`")
+    return first.replace("|", "\\|")
+
+
+def _constant_doc(module, name: str) -> str:
+    """A module constant's ``#:`` doc-comment (what autodoc shows for it), or ``""``."""
+    from sphinx.pycode import ModuleAnalyzer
+
+    try:
+        docs = ModuleAnalyzer.for_module(module.__name__).find_attr_docs()
+    except Exception:  # noqa: BLE001 - no source to analyse: no comment
+        return ""
+    return "\n".join(docs.get(("", name), []))
+
+
+def _where_documented(name: str, obj, modules: dict) -> str | None:
+    """The module page that documents ``lstmjax.<name>`` (the defining module first)."""
+    home = getattr(obj, "__module__", None)
+    candidates = [home] + list(modules) if home in modules else list(modules)
+    for module_name in candidates:
+        if name in getattr(modules[module_name], "__all__", ()):
+            return module_name
+    return None
+
+
+def write_api_pages(app, config) -> None:
+    import lstmjax
+
+    modules = {name: importlib.import_module(name) for name in public_modules()}
+    for module_name, module in modules.items():
+        if not hasattr(module, "__all__"):
+            raise ExtensionError(f"{module_name} has no __all__: say which of its names are public")
+        short = module_name.removeprefix("lstmjax.")
+        _write_if_changed(
+            API / f"{short}.md",
+            f"# {module_name}\n\n```{{eval-rst}}\n.. automodule:: {module_name}\n"
+            "   :members:\n   :show-inheritance:\n```\n",
+        )
+    for stale in API.glob("*.md"):
+        if stale.name != "index.md" and f"lstmjax.{stale.stem}" not in modules:
+            stale.unlink()
+
+    rows = []
+    for name in lstmjax.__all__:
+        obj = getattr(lstmjax, name)
+        if isinstance(obj, type(lstmjax)):
+            rows.append(f"| {{py:mod}}`lstmjax.{name}` | module | {_summary(obj)} |")
+            continue
+        home = _where_documented(name, obj, modules)
+        kind = "class" if isinstance(obj, type) else "function" if callable(obj) else "constant"
+        summary = _summary(obj) if kind != "constant" else _summary(None, _constant_doc(modules[home], name) if home else "")
+        target = f"{{py:obj}}`{name} <{home}.{name}>`" if home else f"`{name}`"
+        rows.append(f"| {target} | {kind} | {summary} |")
+    toctree = "\n".join(m.removeprefix("lstmjax.") for m in modules)
+    _write_if_changed(API / "index.md", API_PAGE.format(rows="\n".join(rows), toctree=toctree))
+
+
+API_PAGE = """\
+# API reference
+
+`import lstmjax` gives the flat API below (`lstmjax.__all__`); each name links to its entry on the
+page of the module that defines it. Shapes and dtypes are written `<dtype>[axes]`, e.g.
+`<int32>[batch, time]`; every entry has an example that runs as a doctest.
+
+| name | kind | summary |
+|---|---|---|
+{rows}
+
+## Modules
+
+```{{toctree}}
+:maxdepth: 1
+
+{toctree}
+```
+"""
+
+
+def check_api_coverage(app, env) -> None:
+    """Fail the build if a public name (``lstmjax.__all__``, a module's ``__all__``) has no entry."""
+    import lstmjax
+
+    domain = env.get_domain("py")
+    objects, documented_modules = set(domain.objects), set(domain.modules)
+    modules = {name: importlib.import_module(name) for name in public_modules()}
+    missing = []
+    for module_name, module in modules.items():
+        if module_name not in documented_modules:
+            missing.append(f"module {module_name}")
+        missing += [
+            f"{module_name}.{name}" for name in module.__all__ if f"{module_name}.{name}" not in objects
+        ]
+    for name in lstmjax.__all__:
+        obj = getattr(lstmjax, name)
+        if isinstance(obj, type(lstmjax)):
+            if obj.__name__ not in documented_modules:
+                missing.append(f"lstmjax.{name} (module)")
+        elif not _where_documented(name, obj, modules):
+            missing.append(f"lstmjax.{name} (in lstmjax.__all__, but in no public module's __all__)")
+    if missing:
+        raise ExtensionError(
+            "the API reference has no entry for these public names:\n  "
+            + "\n  ".join(sorted(set(missing)))
+            + "\nEach needs a docstring (a module-level constant: a `#:` comment above it) and must be"
+            " listed in the `__all__` of the public module that defines it."
+        )
+
+
+# --------------------------------------------------------------------------- MathJax
+
+
+def vendor_mathjax(app, config) -> None:
+    """Copy MathJax 3 (``es5``) from the django-static-mathjax wheel into ``_build/vendor``."""
+    spec = importlib.util.find_spec("mathjax")
+    es5 = None
+    if spec and spec.submodule_search_locations:
+        es5 = pathlib.Path(list(spec.submodule_search_locations)[0]) / "static" / "mathjax" / "es5"
+    if es5 is None or not (es5 / "tex-chtml.js").is_file():
+        raise ConfigError(
+            "MathJax is served from the site itself, from the django-static-mathjax package: "
+            'install the docs extra (pip install -e ".[docs]")'
+        )
+    target = VENDOR / "mathjax"
+    stamp = VENDOR / "mathjax.source"
+    if not (stamp.is_file() and stamp.read_text() == str(es5)):
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(es5, target)
+        stamp.write_text(str(es5))
+
+
+def rewrite_page_links(app, docname: str, source: list[str]) -> None:
+    """``source-read``: the hand-written pages (glossary, guide) link tutorials as ``../tutorials/X.md``."""
+    path = DOCS / f"{docname}.md"
+    if not docname.startswith(("tutorials/", "api/")) and path.is_file():
+        source[0] = rewrite_links(source[0], path, path)
+
+
+def setup(app):
+    app.connect("source-read", rewrite_page_links)
+    app.connect("config-inited", vendor_mathjax)
+    app.connect("config-inited", write_api_pages)
+    app.connect("config-inited", stage_notebooks)
+    app.connect("env-check-consistency", check_api_coverage)
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
+
+
+__all__ = [
+    "check_api_coverage", "executed_dir", "notebook_problem", "stage_notebooks", "staging_problems",
+    "tutorial_sources", "write_api_pages",
+]

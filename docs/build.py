@@ -1,0 +1,114 @@
+"""Build the lstmjax site (offline, warnings are errors) into docs/_build/html.
+
+    python docs/build.py                 # render the tutorials executed by the tests (fast mode)
+    python docs/build.py --test          # ... then open every tutorial page in headless Chromium
+    python docs/build.py --execute       # execute every tutorial at full size first, render those
+    python docs/build.py --execute --fast  # execute in fast mode without running the tests
+
+Without ``--execute`` no notebook runs here: the tutorials are rendered from the notebooks that
+``python -m pytest tests/test_tutorials.py`` saved, executed, in ``docs/_build/executed`` (or
+``$LSTMJAX_EXECUTED_DIR``), so CI executes each tutorial once. ``--execute`` writes its notebooks to
+``docs/_build/executed-full`` (``executed-fast`` with ``--fast``) and renders those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+DOCS = pathlib.Path(__file__).resolve().parent
+REPO = DOCS.parent
+sys.path.insert(0, str(DOCS / "_ext"))
+
+import lstmjax_docs  # noqa: E402
+
+
+def execute(out_dir: pathlib.Path, fast: bool, timeout: int, force: bool = False) -> None:
+    """Execute the tutorials and solutions into ``out_dir`` (as tests/test_tutorials.py saves them).
+
+    A notebook already there, executed from the same cells in the same mode without errors, is
+    kept unless ``force``.
+    """
+    import jupytext
+    import nbclient
+    import nbformat
+
+    # Jupyter's inline backend (headless): figures become image/png outputs.
+    env = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", "LSTMJAX_FAST": "1" if fast else "0"}
+    old = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        tutorials, solutions = lstmjax_docs.tutorial_sources()
+        for source in tutorials + solutions:
+            target = out_dir / source.relative_to(lstmjax_docs.TUTORIALS).with_suffix(".ipynb")
+            if not force and lstmjax_docs.notebook_problem(source, target, fast=fast) is None:
+                print(f"up to date: {target.relative_to(REPO)}", flush=True)
+                continue
+            start = time.perf_counter()
+            notebook = jupytext.read(source)
+            client = nbclient.NotebookClient(
+                notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(source.parent)}}
+            )
+            notebook.metadata["lstmjax"] = {"fast": fast, "source": source.relative_to(REPO).as_posix()}
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                client.execute()
+            except nbclient.exceptions.CellExecutionError as error:
+                nbformat.write(notebook, target)  # to look at; the build refuses its error output
+                raise SystemExit(f"{source.relative_to(REPO)} failed (saved to {target}):\n{error}") from None
+            nbformat.write(notebook, target)
+            print(f"executed {source.relative_to(REPO)} in {time.perf_counter() - start:.0f} s", flush=True)
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--execute", action="store_true", help="execute every tutorial first (full size)")
+    parser.add_argument("--fast", action="store_true", help="with --execute: execute in fast mode (LSTMJAX_FAST=1)")
+    parser.add_argument("--force", action="store_true", help="with --execute: also re-execute up-to-date notebooks")
+    parser.add_argument("--timeout", type=int, default=1800, help="with --execute: seconds per cell")
+    parser.add_argument("--test", action="store_true", help="then check the site in headless Chromium")
+    parser.add_argument("--clean", action="store_true", help="rebuild every page, not only the changed ones")
+    args = parser.parse_args(argv)
+
+    if args.execute:
+        out = DOCS / "_build" / ("executed-fast" if args.fast else "executed-full")
+        execute(out, fast=args.fast, timeout=args.timeout, force=args.force)
+        os.environ["LSTMJAX_EXECUTED_DIR"] = str(out)
+    problems = lstmjax_docs.staging_problems()
+    if problems:
+        print("docs build: " + lstmjax_docs.not_ready_message(problems), file=sys.stderr)
+        return 1
+    print(f"rendering the executed notebooks in {lstmjax_docs.executed_dir()}", flush=True)
+
+    start = time.perf_counter()
+    html = DOCS / "_build" / "html"
+    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html"]
+    if args.clean:
+        command.append("-E")
+    command += [str(DOCS), str(html), "-d", str(DOCS / "_build" / "doctrees")]
+    result = subprocess.run(command, cwd=REPO)
+    if result.returncode:
+        print(f"docs build failed (exit {result.returncode})", file=sys.stderr)
+        return result.returncode
+    (html / ".lstmjax-built").write_text(str(lstmjax_docs.executed_dir()) + "\n")  # tests/test_docs_site.py reads it
+    print(f"built {html / 'index.html'} in {time.perf_counter() - start:.0f} s", flush=True)
+
+    if args.test:
+        env = dict(os.environ, LSTMJAX_DOCS_REQUIRED="1")
+        test = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", str(REPO / "tests" / "test_docs_site.py")]
+        return subprocess.run(test, cwd=REPO, env=env).returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Tutorial 05 (the text classifier): checkers for its exercises."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lstmjax.course._check import Wrong, exercise
+
+
+@exercise("05.1", "A length-aware (masked) Keras model")
+def _masked_keras(build):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    try:
+        import keras
+    except ImportError:  # pragma: no cover - the tutorial's extra installs it
+        raise Wrong("this exercise needs Keras 3: pip install 'lstmjax[test]'") from None
+    from lstmjax.batching import pad_sequences
+    from lstmjax.classifier import TextClassifier
+    from lstmjax.interop import to_keras
+
+    V, E, H, C, T = 50, 8, 6, 3, 12
+    model = TextClassifier(vocab_size=V, num_classes=C, embed_dim=E, hidden_size=H)
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(2, V, int(n)).tolist() for n in rng.integers(1, T + 1, 16)]
+    ids, lengths = pad_sequences(seqs, T)  # right padding with PAD = 0, as lstmjax expects
+    params = model.init(jax.random.key(0), jnp.asarray(ids), jnp.asarray(lengths))["params"]
+    k = build(V, E, H, C, T)
+    if k is None:
+        raise Wrong("your function returned None (is its body still `...`?).")
+    layers = [layer for layer in k.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if len(layers) != 3:
+        raise Wrong(f"expected Embedding → LSTM → Dense, got {[type(la).__name__ for la in layers]}.")
+    emb, lstm, dense = layers
+    if not getattr(emb, "mask_zero", False):
+        raise Wrong("the Embedding must set mask_zero=True, or Keras runs the LSTM over the padding too.")
+    emb.set_weights([np.asarray(params["embedding"]["embedding"])])
+    to_keras({"params": params["recurrent"]}, lstm)
+    dense.set_weights([np.asarray(params["dense"]["kernel"]), np.asarray(params["dense"]["bias"])])
+    ours = np.asarray(model.apply({"params": params}, jnp.asarray(ids), jnp.asarray(lengths),
+                                  method=model.predict_proba))
+    theirs = np.asarray(k.predict(ids, verbose=0))
+    if theirs.shape != ours.shape:
+        raise Wrong(f"the model outputs shape {theirs.shape}, expected {ours.shape} (softmax over classes).")
+    if not np.allclose(theirs, ours, atol=1e-4):
+        raise Wrong(f"probabilities differ from lstmjax's (with lengths) by up to {np.abs(theirs - ours).max():.2e}: "
+                    "Dense(num_classes, activation='softmax') after LSTM(units)?")
+    return "masked Keras == lstmjax with lengths on right-padded reviews."
+
+
+@functools.lru_cache(maxsize=1)
+def _small_english():
+    """1,500 shuffled reviews of each split of the built-in set, prepared with the English tokenizer."""
+    from lstmjax.batching import prepare
+    from lstmjax.datasets import TextDataset, load_dataset
+
+    data = load_dataset("builtin", cache_dir=tempfile.mkdtemp(prefix="lstmjax-course-"))
+    small = {name: ds.shuffle(seed=0).select(range(min(1500, ds.num_rows))) for name, ds in data.splits.items()}
+    return prepare(TextDataset(type(data.splits)(small), data.label_names), "english")
+
+
+@exercise("05.2", "The share of unknown tokens in a split")
+def _unknown_share(fn):
+    from lstmjax.tokenizers import get_tokenizer
+    from lstmjax.vocab import UNK_ID
+
+    prepared = _small_english()
+    english = get_tokenizer("english")
+    for split in ("test", "validation", "train"):
+        got = fn(prepared, split)
+        if got is None:
+            raise Wrong("your function returned None (is its body still `...`?).")
+        want = 1 - prepared.vocab.coverage([english(t) for t in prepared[split]["text"][:]])
+        if not math.isclose(float(got), want, rel_tol=1e-9, abs_tol=1e-12):
+            rows = [np.asarray(r) for r in prepared[split]["token_ids"][:]]
+            per_row = float(np.mean([np.mean(r == UNK_ID) for r in rows if len(r)]))
+            hint = (" That is the mean of per-review shares: count tokens over the whole split instead."
+                    if math.isclose(float(got), per_row, rel_tol=1e-9) else "")
+            raise Wrong(f"on the {split} split you return {float(got):.5f}, expected {want:.5f}.{hint}")
+    return "unknown share = 1 − coverage; 0 on the training split, whose tokens built the vocabulary."
+
+
+@exercise("05.3", "Early stopping on the document's recipe")
+def _early_stopped(history):
+    if not isinstance(history, dict) or "loss" not in history:
+        raise Wrong("pass the history that lstmjax.fit returned (state, history = fit(...)).")
+    if "val_loss" not in history:
+        raise Wrong("the history has no validation scores: pass validation_data=... to fit.")
+    if history.get("best_epoch") is None:
+        raise Wrong("no best epoch recorded: train with patience=2 and monitor='loss'.")
+    val_loss = list(history["val_loss"])
+    best = history["best_epoch"]
+    if best != int(np.argmin(val_loss)) + 1:
+        raise Wrong(f"the best epoch is {best}, but the lowest validation loss is at epoch "
+                    f"{int(np.argmin(val_loss)) + 1}: monitor='loss' (the default watches accuracy).")
+    run = len(history["loss"])
+    if run - best > 2:
+        raise Wrong(f"training ran {run - best} epochs past the best one; patience=2 stops after 2.")
+    if run - best < 2 and history.get("stopped_early"):
+        raise Wrong("stopped earlier than patience=2 allows: was patience set to 1?")
+    where = "then stopped early" if history.get("stopped_early") else "the last epoch was the best"
+    return (f"best validation loss {min(val_loss):.4f} at epoch {best} of {run} ({where}); fit returned the "
+            "best epoch's parameters.")

@@ -1,0 +1,150 @@
+"""Tutorial 06 (data parallelism): checkers for its exercises.
+
+They use every device JAX sees (the tutorial simulates 8 CPU devices with
+``jax.config.update("jax_num_cpu_devices", 8)``) and need at least two.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lstmjax.course._check import Wrong, exercise
+
+F_TOY, N_TOY, LR = 5, 64, 0.5  # the toy problem of the tutorial's §3
+
+
+def _loss_sum(params, x, y, mask):
+    logits = x @ params["w"] + params["b"]
+    losses = jnp.logaddexp(0.0, logits) - y * logits
+    return jnp.sum(jnp.where(mask, losses, 0.0))
+
+
+def _toy():
+    k1, _, k3 = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(k1, (N_TOY, F_TOY))
+    y = (x @ jnp.arange(1.0, F_TOY + 1) > 0).astype(jnp.float32)
+    params = {"w": 0.1 * jax.random.normal(k3, (F_TOY,)), "b": jnp.zeros(())}
+    return params, x, y
+
+
+def _mean_grad(params, x, y, mask):
+    return jax.grad(lambda p: _loss_sum(p, x, y, mask) / jnp.sum(mask).astype(x.dtype))(params)
+
+
+def _devices() -> int:
+    D = jax.device_count()
+    if D < 2 or N_TOY % D:
+        raise Wrong(f"JAX sees {D} device(s); this check needs 2, 4 or 8. Run "
+                    "jax.config.update('jax_num_cpu_devices', 8) before any JAX computation.")
+    return D
+
+
+def _close_tree(got, want, what: str) -> None:
+    for name in want:
+        a, b = np.asarray(got[name]), np.asarray(want[name])
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=1e-6):
+            raise Wrong(f"{what}: {name!r} is {np.round(a, 5).tolist()}, expected {np.round(b, 5).tolist()}.")
+
+
+@exercise("06.1", "psum / count against pmean of local means")
+def _grad_averaging(answer):
+    if not (isinstance(answer, tuple) and len(answer) == 2):
+        raise Wrong("pass the pair (grad_psum_count, grad_pmean).")
+    grad_psum_count, grad_pmean = answer
+    D = _devices()
+    params, x, y = _toy()
+
+    def split(a):
+        return a.reshape(D, N_TOY // D, *a.shape[1:])
+
+    def run(f, mask):
+        out = jax.pmap(f, axis_name="devices", in_axes=(None, 0, 0, 0))(params, split(x), split(y), split(mask))
+        if out is None:
+            raise Wrong("a function returned None (is its body still `...`?).")
+        return jax.tree.map(lambda t: t[0], out)
+
+    full = jnp.ones(N_TOY, bool)
+    for f, name in ((grad_psum_count, "grad_psum_count"), (grad_pmean, "grad_pmean")):
+        _close_tree(run(f, full), _mean_grad(params, x, y, full), f"{name} on a full batch")
+    m37 = jnp.arange(N_TOY) < 37  # 37 real examples: the last devices hold fewer, some none
+    local = [jax.tree.map(lambda t: t / max(int(jnp.sum(mb)), 1),
+                          jax.grad(_loss_sum)(params, xb, yb, mb))
+             for xb, yb, mb in zip(split(x), split(y), split(m37))]
+    mean_of_means = jax.tree.map(lambda *t: sum(t) / D, *local)
+    exact = run(grad_psum_count, m37)
+    if np.allclose(exact["w"], mean_of_means["w"], rtol=1e-5, atol=1e-6):
+        raise Wrong("grad_psum_count averages the devices' mean gradients; psum the gradient *sums* and "
+                    "divide by the psum of the counts.")
+    _close_tree(exact, _mean_grad(params, x, y, m37), "grad_psum_count with 37 real examples of 64")
+    wrong = run(grad_pmean, m37)
+    if not all(np.isfinite(np.asarray(t)).all() for t in jax.tree.leaves(wrong)):
+        raise Wrong("grad_pmean returns NaN when a device holds no real example: divide by max(count, 1).")
+    _close_tree(wrong, mean_of_means, "grad_pmean (the mean of the local means)")
+    return "psum/count is exact with masked padding; pmean of local means weights devices, not examples."
+
+
+@exercise("06.2", "The data-parallel step with jax.shard_map")
+def _shard_map(step):
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    D = _devices()
+    params, x, y = _toy()
+    mask = jnp.ones(N_TOY, bool)
+    mesh = jax.make_mesh((D,), ("data",))
+    args = (jax.device_put(params, NamedSharding(mesh, P())),
+            *jax.device_put((x, y, mask), NamedSharding(mesh, P("data"))))
+    out = step(*args)
+    if out is None:
+        raise Wrong("your step returned None (is its body still `...`?).")
+    new, g = out
+    want_g = _mean_grad(params, x, y, mask)
+    if np.shape(new["w"]) != (F_TOY,):
+        raise Wrong(f"new 'w' has shape {np.shape(new['w'])}: global arrays in and out (out_specs=P()), "
+                    "no device axis.")
+    got_g = np.asarray(g["w"])
+    if np.allclose(got_g, D * np.asarray(want_g["w"]), rtol=1e-5, atol=1e-6):
+        raise Wrong(f"the gradient is {D}× too large: inside shard_map jax.grad with respect to the replicated "
+                    "params is already summed over 'data'; do not psum it again (only the count).")
+    _close_tree(g, want_g, "the gradient")
+    _close_tree(new, jax.tree.map(lambda p, t: p - LR * t, params, want_g), f"the new parameters (lr {LR})")
+    if hasattr(step, "lower") and "all-reduce" not in step.lower(*args).compile().as_text():
+        raise Wrong("the compiled step has no all-reduce: the count needs lax.psum(jnp.sum(mask), 'data').")
+    return "shard_map step == one device; the all-reduce is in the compiled program."
+
+
+@exercise("06.3", "Bytes of gradients combined per training step")
+def _allreduce_bytes(allreduce_bytes):
+    from lstmjax.classifier import TextClassifier
+
+    model = TextClassifier(20000, 2)
+    ids = jnp.ones((1, 4), jnp.int32)
+    shapes = jax.eval_shape(lambda k: model.init(k, ids), jax.random.key(0))["params"]  # shapes only
+    # the gradient pytree has the parameters' shapes; every leaf is float32
+    want = sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(shapes))
+    got = allreduce_bytes()
+    if got is None:
+        raise Wrong("your function returned None (is its body still `...`?).")
+    if got * 4 == want:
+        raise Wrong(f"{got:,} is the number of gradient values; float32 takes 4 bytes each.")
+    if got != want:
+        raise Wrong(f"got {got:,} bytes; the gradients of TextClassifier(20000, 2) take {want:,} bytes "
+                    "(embedding V·E, LSTM 4H(E+H)+4H, dense H·C+C, 4 bytes each).")
+    return f"{want:,} bytes of float32 gradients per step ({want / 2**20:.1f} MiB), 95 % of them the embedding's."
+
+
+@exercise("06.4", "Scaling the learning rate with the global batch")
+def _scaled_lr(fn):
+    for base_lr, base_batch, batch in ((0.1, 256, 2048), (1e-3, 32, 256), (0.5, 64, 64), (0.2, 512, 128)):
+        for rule, want in (("linear", base_lr * batch / base_batch), ("sqrt", base_lr * math.sqrt(batch / base_batch))):
+            got = fn(base_lr, base_batch, batch, rule)
+            if got is None:
+                raise Wrong("your function returned None (is its body still `...`?).")
+            if not math.isclose(float(got), want, rel_tol=1e-9):
+                raise Wrong(f"scaled_lr({base_lr}, {base_batch}, {batch}, {rule!r}) = {got}, expected {want:.6g} "
+                            f"({'η·B/B₀' if rule == 'linear' else 'η·√(B/B₀)'}).")
+    return "linear (SGD, with warm-up) and square-root (Adam) scaling of the learning rate."

@@ -1,0 +1,115 @@
+"""Tutorial 07 (overfitting): checks for random swap, stratified folds and AdamW from parts."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lstmjax.course._check import Wrong, exercise
+
+
+@exercise("07.1", "Write my_random_swap(tokens, n, rng)")
+def _random_swap(answer):
+    tokens = [f"w{i}" for i in range(6)]
+    for n in (0, 1, 2, 5):
+        for seed in range(20):
+            original = list(tokens)
+            out = answer(original, n, np.random.default_rng(seed))
+            if original != tokens:
+                raise Wrong("the input list was changed: work on a copy (out = list(tokens)).")
+            if not isinstance(out, list):
+                raise Wrong(f"return a list; got {type(out).__name__}.")
+            if sorted(out) != sorted(tokens):
+                raise Wrong(f"the result {out} is not a permutation of {tokens}: swaps must not add or lose tokens.")
+            changed = sum(a != b for a, b in zip(out, tokens))
+            if changed > 2 * n:
+                raise Wrong(f"with n={n} swaps at most {2 * n} positions can change; {changed} did ({out}).")
+            if n >= 1 and changed == 0 and n % 2 == 1:
+                raise Wrong(f"n={n} swaps of distinct positions left the list unchanged ({out}): "
+                            "are the two positions distinct?")
+    for short in ([], ["only"]):
+        if answer(list(short), 3, np.random.default_rng(0)) != short:
+            raise Wrong(f"a list of fewer than two tokens must come back unchanged; {short} did not.")
+    swapped = {pair: 0 for pair in itertools.combinations(range(4), 2)}
+    for seed in range(600):
+        out = answer(["a", "b", "c", "d"], 1, np.random.default_rng(seed))
+        pos = tuple(i for i, (x, y) in enumerate(zip(out, "abcd")) if x != y)
+        if len(pos) != 2:
+            raise Wrong(f"one swap must change exactly two positions; {out} changes {len(pos)}.")
+        swapped[pos] += 1
+    low = min(swapped.values())
+    if low < 50:  # expected 100 each; 50 is more than 5 standard deviations below
+        raise Wrong(f"the swaps are not uniform over pairs of positions: counts {swapped} over 600 draws.")
+    return "a permutation, at most 2n positions changed, input untouched, uniform over pairs."
+
+
+@exercise("07.2", "Write my_stratified_kfold(labels, k, seed)")
+def _stratified_kfold(answer):
+    rng = np.random.default_rng(7)
+    cases = [(np.array([0] * 10 + [1] * 5), 5), (rng.integers(0, 3, 103), 4), (np.array([1, 0] * 20), 2),
+             (rng.integers(0, 2, 57), 10)]
+    for labels, k in cases:
+        folds = answer(labels, k, 0)
+        if len(folds) != k:
+            raise Wrong(f"expected {k} (train_idx, val_idx) pairs; got {len(folds)}.")
+        n = len(labels)
+        seen = np.concatenate([np.asarray(v) for _, v in folds])
+        if sorted(seen.tolist()) != list(range(n)):
+            raise Wrong(f"every example must be in exactly one val_idx (n={n}, k={k}); "
+                        f"{len(seen)} indices given, {len(set(seen.tolist()))} distinct.")
+        sizes = [len(v) for _, v in folds]
+        if max(sizes) - min(sizes) > 1:
+            raise Wrong(f"fold sizes differ by more than one: {sizes} (n={n}, k={k}).")
+        for f, (tr, va) in enumerate(folds):
+            rest = sorted(set(range(n)) - set(np.asarray(va).tolist()))
+            if sorted(np.asarray(tr).tolist()) != rest:
+                raise Wrong(f"fold {f}: train_idx must be every index not in val_idx.")
+        for c in np.unique(labels):
+            counts = [int(np.sum(labels[np.asarray(v)] == c)) for _, v in folds]
+            if max(counts) - min(counts) > 1:
+                raise Wrong(f"class {c} is spread unevenly over the folds: {counts} per fold (n={n}, k={k}).")
+    a = answer(cases[1][0], 4, 0)
+    b = answer(cases[1][0], 4, 0)
+    if any(not np.array_equal(np.sort(x[1]), np.sort(y[1])) for x, y in zip(a, b)):
+        raise Wrong("the same seed must give the same folds.")
+    return "a partition, balanced sizes, classes spread evenly, deterministic for a seed."
+
+
+@exercise("07.3", "Write my_adamw(learning_rate, weight_decay) from optax parts")
+def _adamw(answer):
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes Python floats with int32 step counts
+        return _adamw_check(answer)
+
+
+def _adamw_check(answer):
+    lr, wd = 0.01, 0.1
+    tx = answer(lr, wd)
+    if not isinstance(tx, optax.GradientTransformation):
+        raise Wrong(f"return an optax.GradientTransformation (optax.chain(...)); got {type(tx).__name__}.")
+    reference = optax.adamw(lr, weight_decay=wd)
+    coupled = optax.chain(optax.add_decayed_weights(wd), optax.adam(lr))  # L2 through Adam
+    key = jax.random.key(0)
+    params = {"w": jax.random.normal(key, (4, 3), jnp.float32), "b": jnp.ones((3,), jnp.float32)}
+    p_ans, p_ref, p_l2 = params, params, params
+    s_ans, s_ref, s_l2 = tx.init(params), reference.init(params), coupled.init(params)
+    for step in range(10):
+        grads = jax.tree.map(lambda p, k=step: jax.random.normal(jax.random.fold_in(key, k + 1), p.shape, p.dtype),
+                             params)
+        u, s_ans = tx.update(grads, s_ans, p_ans)
+        p_ans = optax.apply_updates(p_ans, u)
+        u, s_ref = reference.update(grads, s_ref, p_ref)
+        p_ref = optax.apply_updates(p_ref, u)
+        u, s_l2 = coupled.update(grads, s_l2, p_l2)
+        p_l2 = optax.apply_updates(p_l2, u)
+    for name in params:
+        if not np.allclose(p_ans[name], p_ref[name], rtol=1e-5, atol=1e-6):
+            err = float(jnp.max(jnp.abs(p_ans[name] - p_ref[name])))
+            raise Wrong(f"after 10 steps '{name}' differs from optax.adamw by up to {err:.2e}: the order is "
+                        "scale_by_adam, then add_decayed_weights(weight_decay), then scale(-learning_rate).")
+    gap = max(float(jnp.max(jnp.abs(p_l2[n] - p_ref[n]))) for n in params)
+    return (f"equals optax.adamw over 10 steps. L2 through Adam (add_decayed_weights before adam) ends up to "
+            f"{gap:.1e} away: Adam rescales the decay term with the gradients.")

@@ -1,0 +1,123 @@
+"""Tutorial 09 (interpretability): checkers compare the learner's attributions with lstmjax.interpret."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lstmjax.course._check import Wrong, exercise
+
+
+@functools.lru_cache(maxsize=1)
+def _setup():
+    """A small random classifier whose embeddings are large enough for the model to bend."""
+    from lstmjax.classifier import TextClassifier
+
+    model = TextClassifier(vocab_size=30, num_classes=2, embed_dim=8, hidden_size=8)
+    ids = jnp.array([[4, 9, 17, 2, 23, 11], [5, 28, 3, 0, 0, 0], [7, 0, 0, 0, 0, 0]], jnp.int32)
+    lengths = jnp.array([6, 3, 1], jnp.int32)
+    variables = model.init(jax.random.key(9), ids)
+    params = dict(variables["params"])
+    params["embedding"] = {"embedding": 2.0 * jax.random.normal(jax.random.key(10), (30, 8), jnp.float32)}
+    params["dense"] = {**params["dense"], "kernel": 6.0 * params["dense"]["kernel"]}
+    return model, {"params": params}, ids, lengths
+
+
+def _f_and_x(k: int, target: int = 1):
+    """Example ``k`` as (f: <float32>[T, E] -> scalar logit of ``target``, x <float32>[T, E])."""
+    model, variables, ids, lengths = _setup()
+    n = int(lengths[k])
+    x = model.apply(variables, ids[k:k + 1, :n], method=model.embed)[0]  # (T, E)
+
+    def f(embedded):
+        logits = model.apply(variables, embedded[None], jnp.array([embedded.shape[0]], jnp.int32),
+                             method=model.logits_from_embeddings)
+        return logits[0, target]
+
+    return f, x, ids[k:k + 1, :n]
+
+
+def _scores(answer, *args, expect_len: int, name: str) -> np.ndarray:
+    got = answer(*args)
+    if got is None:
+        raise Wrong(f"{name} returned None: write the function body.")
+    got = np.asarray(got)
+    if got.shape != (expect_len,):
+        raise Wrong(f"{name} returned shape {got.shape}; expected one score per token, ({expect_len},). "
+                    "Sum the products over the embedding axis.")
+    if not np.all(np.isfinite(got)):
+        raise Wrong(f"{name} returned non-finite scores: {got}")
+    return got
+
+
+@exercise("09.1", "Gradient × input from scratch")
+def _grad_x_input(answer):
+    from lstmjax.interpret import gradient_x_input
+
+    model, variables, _, _ = _setup()
+    for k in (0, 1):
+        f, x, ids = _f_and_x(k)
+        got = _scores(answer, f, x, expect_len=x.shape[0], name="grad_x_input(f, x)")
+        ref = np.asarray(gradient_x_input(model, variables, ids, target=1).scores[0])
+        if not np.allclose(got, ref, atol=1e-5, rtol=1e-4):
+            if np.allclose(got, -ref, atol=1e-5, rtol=1e-4):
+                raise Wrong("every score has the wrong sign.")
+            raise Wrong(f"example {k}: got {np.round(got, 4).tolist()}, lstmjax.gradient_x_input gives "
+                        f"{np.round(ref, 4).tolist()}. Multiply jax.grad(f)(x) by x and sum over the last axis.")
+    return "matches lstmjax.gradient_x_input on two examples."
+
+
+@exercise("09.2", "Integrated gradients with the midpoint rule, and completeness")
+def _ig_midpoint(answer):
+    from lstmjax.interpret import integrated_gradients
+
+    model, variables, _, _ = _setup()
+    f, x, ids = _f_and_x(0)
+    baseline = jnp.zeros_like(x)
+    errors = []
+    for steps in (8, 64):
+        got = _scores(answer, f, x, baseline, steps, expect_len=x.shape[0], name="ig_midpoint(f, x, baseline, steps)")
+        ref = np.asarray(integrated_gradients(model, variables, ids, target=1, steps=steps,
+                                              method="riemann_middle").scores[0])
+        if not np.allclose(got, ref, atol=1e-4, rtol=1e-3):
+            left = np.asarray(integrated_gradients(model, variables, ids, target=1, steps=steps,
+                                                   method="riemann_left").scores[0])
+            hint = (" Those are the left-end points: the midpoints are (k + 0.5) / steps."
+                    if np.allclose(got, left, atol=1e-4, rtol=1e-3) else
+                    " Average the gradients at baseline + α (x − baseline) for α = (k + 0.5) / steps, then "
+                    "multiply by (x − baseline) and sum over the embedding axis.")
+            raise Wrong(f"with {steps} steps: got {np.round(got, 4).tolist()}, expected "
+                        f"{np.round(ref, 4).tolist()}.{hint}")
+        errors.append(abs(float(got.sum()) - float(f(x) - f(baseline))))
+    if not errors[1] < 1e-3 * (1 + abs(float(f(x) - f(baseline)))):
+        raise Wrong(f"completeness fails at 64 steps: |Σ scores − (f(x) − f(x'))| = {errors[1]:.2e}")
+    return (f"matches lstmjax (riemann_middle); completeness error {errors[0]:.1e} at 8 steps, "
+            f"{errors[1]:.1e} at 64.")
+
+
+@exercise("09.3", "Which token mattered most")
+def _top_token(answer):
+    from lstmjax.interpret import integrated_gradients
+
+    model, variables, ids, lengths = _setup()
+    got = answer(model, variables, ids, lengths)
+    if got is None:
+        raise Wrong("top_token returned None: write the function body.")
+    got = np.asarray(got).reshape(-1)
+    a = integrated_gradients(model, variables, ids, lengths, steps=32)
+    scores = np.abs(np.asarray(a.scores))
+    valid = np.arange(ids.shape[1])[None] < np.asarray(lengths)[:, None]
+    ref = np.argmax(np.where(valid, scores, -1.0), axis=1)
+    if got.shape != ref.shape:
+        raise Wrong(f"expected one position per example, shape {ref.shape}; got {got.shape}")
+    if not np.array_equal(got, ref):
+        signed = np.argmax(np.where(valid, np.asarray(a.scores), -np.inf), axis=1)
+        hint = (" That is the largest signed score: a large negative attribution matters as much, compare |scores|."
+                if np.array_equal(got, signed) else
+                " Take integrated gradients of the predicted class and the position of the largest |score| "
+                "among each example's real tokens.")
+        raise Wrong(f"got positions {got.tolist()}, expected {ref.tolist()}.{hint}")
+    return f"positions {ref.tolist()} are the tokens with the largest |attribution|."

@@ -1,0 +1,331 @@
+r"""A fast LSTM time loop: one ``lax.scan`` with a hand-written backward pass (``jax.custom_vjp``).
+
+:func:`lstm_scan` computes exactly what :func:`lstmjax.layers.scan_cell` computes with
+:func:`lstmjax.cells.lstm_step` (the same operations per step, so the forward values agree to float
+rounding; tests/test_fused.py checks 1e-13 in float64), but its gradient is not autodiff of ``lax.scan``: the forward pass stores the gate
+activations :math:`(i_t, f_t, \tilde c_t, o_t)` and the cell states :math:`c_t`, and the backward
+pass is one reverse scan of the LSTM's textbook derivative,
+
+.. math::
+
+    \begin{aligned}
+    \delta h_t &= \bar y_t + \delta h_{t+1}^{\text{carry}}, &
+    \delta o_t &= \delta h_t \odot \tanh c_t, \\
+    \delta c_t &= \delta c_{t+1}^{\text{carry}} + \delta h_t \odot o_t \odot (1-\tanh^2 c_t), &
+    \delta \tilde c_t &= \delta c_t \odot i_t, \quad \delta i_t = \delta c_t \odot \tilde c_t,
+    \quad \delta f_t = \delta c_t \odot c_{t-1}, \\
+    \delta z_t &= [\delta i_t\, i_t(1-i_t),\ \delta f_t\, f_t(1-f_t),\
+    \delta\tilde c_t(1-\tilde c_t^2),\ \delta o_t\, o_t(1-o_t)], &
+    \delta h_{t-1}^{\text{carry}} &= \delta z_t W_h^\top, \quad
+    \delta c_{t-1}^{\text{carry}} = \delta c_t \odot f_t,
+    \end{aligned}
+
+with the weight gradients taken *after* the loop as single large matrix products over all
+``time × batch`` rows (:math:`\nabla W_h = \sum_t h_{t-1}^\top \delta z_t`,
+:math:`\nabla W_x = \sum_t x_t^\top \delta z_t`, :math:`\nabla b = \sum_t \delta z_t`). Only the
+small ``[batch, 4H] @ [4H, H]`` product stays inside the backward loop; autodiff of ``lax.scan``
+instead accumulates ``dW_h`` step by step and keeps more temporaries.
+
+Steps at ``t >= length`` leave the carry unchanged and output zeros, as in ``scan_cell``; their
+gradient is zero.
+
+``remat_chunk=K`` (gradient checkpointing): the forward pass keeps only the carries ``(h, c)``
+at every K-th step; the backward pass recomputes each block of K steps' gates just before it
+needs them, and takes that block's weight gradients right away. Memory for the saved
+activations drops from ``T × B × 5H`` (gates and cell states, plus ``T × B × 4H`` for the
+gate gradients) to about ``T/K × B × 2H + K × B × 9H`` numbers, for one extra forward pass.
+
+``matmul_dtype=jnp.bfloat16`` (opt-in, lower precision): the matrix products take bfloat16
+inputs and accumulate in float32; everything elementwise stays float32.
+
+The layers (:class:`lstmjax.LSTM`) use this loop by default (``fused=True``) and fall back to
+autodiff of ``scan_cell`` where it does not apply (GRU, SimpleRNN, recurrent dropout).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+__all__ = ["lstm_scan", "remat_scan_cell"]
+
+
+def _dot(a: Array, b: Array, matmul_dtype) -> Array:
+    """``a @ b`` in float32, with the inputs cast to ``matmul_dtype`` when one is given."""
+    if matmul_dtype is None:
+        return a @ b
+    return jnp.matmul(a.astype(matmul_dtype), b.astype(matmul_dtype), preferred_element_type=a.dtype)
+
+
+def _step(W_h, h_prev, c_prev, xw_t, matmul_dtype):
+    """One LSTM step (the same operations as :func:`lstmjax.cells.lstm_step_projected`)."""
+    z = xw_t + _dot(h_prev, W_h, matmul_dtype)  # (B, 4H)
+    z_i, z_f, z_c, z_o = jnp.split(z, 4, axis=-1)  # 4 × (B, H)
+    i_t = jax.nn.sigmoid(z_i)
+    f_t = jax.nn.sigmoid(z_f)
+    c̃_t = jnp.tanh(z_c)
+    o_t = jax.nn.sigmoid(z_o)
+    c_t = f_t * c_prev + i_t * c̃_t
+    h_t = o_t * jnp.tanh(c_t)
+    return h_t, c_t, (i_t, f_t, c̃_t, o_t)
+
+
+def _forward(W_x, b, W_h, x, h0, c0, valid, hoist, matmul_dtype, keep_gates: bool):
+    """Time-major forward scan. ``x <float>[T, B, F]``, ``valid <bool>[T, B]``.
+
+    ``hoist``: project the inputs for all steps in one product before the loop (else step by
+    step inside it). Returns ``(h_T, c_T), ys <float>[T, B, H]`` (zero at invalid steps) and,
+    with ``keep_gates``, ``gates <float>[T, B, 4H]`` and ``cs <float>[T, B, H]`` (the carried ``c``).
+    """
+    xs = _dot(x, W_x, matmul_dtype) + b if hoist else x  # (T, B, 4H) or (T, B, F)
+
+    def body(carry, inp):
+        h_prev, c_prev = carry
+        x_t, valid_t = inp
+        xw_t = x_t if hoist else _dot(x_t, W_x, matmul_dtype) + b  # (B, 4H)
+        h_t, c_t, gates = _step(W_h, h_prev, c_prev, xw_t, matmul_dtype)
+        keep = valid_t[:, None]  # (B, 1)
+        h_t = jnp.where(keep, h_t, h_prev)
+        c_t = jnp.where(keep, c_t, c_prev)
+        y_t = jnp.where(keep, h_t, jnp.zeros_like(h_t))
+        out = (y_t, jnp.concatenate(gates, axis=-1), c_t) if keep_gates else y_t
+        return (h_t, c_t), out
+
+    return jax.lax.scan(body, (h0, c0), (xs, valid))
+
+
+def _backward_block(W_h, gates, cs, c_first, valid, dys, dh, dc, matmul_dtype):
+    """Reverse scan over one block of steps: the LSTM derivative given the stored activations.
+
+    ``gates <float>[K, B, 4H]``, ``cs <float>[K, B, H]`` (carried ``c_t``), ``c_first`` the ``c``
+    before the block, ``dys <float>[K, B, H]``. Returns ``(dh, dc)`` before the block and
+    ``dz <float>[K, B, 4H]`` (zero at invalid steps).
+    """
+    c_prev = jnp.concatenate([c_first[None], cs[:-1]], axis=0)  # (K, B, H)
+
+    def body(carry, inp):
+        dh, dc = carry
+        g, c_t, c_p, valid_t, dy_t = inp
+        i_t, f_t, c̃_t, o_t = jnp.split(g, 4, axis=-1)
+        keep = valid_t[:, None]
+        dh_t = dh + dy_t
+        tanh_c = jnp.tanh(c_t)
+        do = dh_t * tanh_c
+        dc_t = dc + dh_t * o_t * (1.0 - tanh_c * tanh_c)
+        di = dc_t * c̃_t
+        df = dc_t * c_p
+        dc̃ = dc_t * i_t
+        dz = jnp.concatenate(
+            [di * i_t * (1.0 - i_t), df * f_t * (1.0 - f_t), dc̃ * (1.0 - c̃_t * c̃_t), do * o_t * (1.0 - o_t)], axis=-1
+        )  # (B, 4H)
+        dz = jnp.where(keep, dz, jnp.zeros_like(dz))
+        dh_prev = jnp.where(keep, _dot(dz, W_h.T, matmul_dtype), dh)
+        dc_prev = jnp.where(keep, dc_t * f_t, dc)
+        return (dh_prev, dc_prev), dz
+
+    (dh, dc), dz = jax.lax.scan(body, (dh, dc), (gates, cs, c_prev, valid, dys), reverse=True)
+    return dh, dc, dz
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9))
+def _lstm_scan_tm(W_x, b, W_h, x, h0, c0, valid, hoist, remat_chunk, matmul_dtype):
+    """Time-major LSTM scan: ``ys <float>[T, B, H]``, ``h_T``, ``c_T`` (no residuals kept)."""
+    (h, c), ys = _forward(W_x, b, W_h, x, h0, c0, valid, hoist, matmul_dtype, keep_gates=False)
+    return ys, h, c
+
+
+def _lstm_scan_tm_fwd(W_x, b, W_h, x, h0, c0, valid, hoist, remat_chunk, matmul_dtype):
+    params = (W_x, b, W_h)
+    if remat_chunk is None:  # keep every step's gates and cell state
+        (h, c), (ys, gates, cs) = _forward(*params, x, h0, c0, valid, hoist, matmul_dtype, keep_gates=True)
+        return (ys, h, c), (params, x, h0, c0, valid, ys, (gates, cs))
+    # Gradient checkpointing: keep only the carries entering each block of remat_chunk steps.
+    T, B, F = x.shape
+    n = T // remat_chunk
+
+    def block(carry, inp):
+        x_k, valid_k = inp
+        new_carry, ys_k = _forward(*params, x_k, *carry, valid_k, hoist, matmul_dtype, keep_gates=False)
+        return new_carry, (ys_k, carry)
+
+    (h, c), (ys, starts) = jax.lax.scan(
+        block, (h0, c0), (x.reshape(n, remat_chunk, B, F), valid.reshape(n, remat_chunk, B)))
+    ys = ys.reshape(T, B, -1)  # (T, B, H)
+    return (ys, h, c), (params, x, h0, c0, valid, ys, starts)
+
+
+def _contract(a: Array, b: Array, matmul_dtype) -> Array:
+    """``sum_{k,b} a[k, b, :]ᵀ b[k, b, :]``: ``<float>[K, B, M] × [K, B, N] -> [M, N]``.
+
+    One ``dot_general`` over both leading axes rather than a reshape to ``[K·B, M]``: merging a
+    batch axis that is split across devices into a larger one makes XLA gather the whole batch
+    onto every device; contracting it keeps each device's share local (one all-reduce of the
+    ``[M, N]`` result, as autodiff of the scan gives).
+    """
+    if matmul_dtype is None:
+        return jnp.einsum("kbm,kbn->mn", a, b)
+    return jnp.einsum("kbm,kbn->mn", a.astype(matmul_dtype), b.astype(matmul_dtype), preferred_element_type=a.dtype)
+
+
+def _weight_grads(x, h_prev, dz, W_x, matmul_dtype):
+    """``dW_x, db, dW_h, dx`` from ``dz <float>[K, B, 4H]``: large products over all ``K·B`` rows."""
+    dW_h = _contract(h_prev, dz, matmul_dtype)  # (H, 4H)
+    dW_x = _contract(x, dz, matmul_dtype)  # (F, 4H)
+    return dW_x, jnp.sum(dz, axis=(0, 1)), dW_h, _dot(dz, W_x.T, matmul_dtype)  # dx: (K, B, F)
+
+
+def _lstm_scan_tm_bwd(hoist, remat_chunk, matmul_dtype, res, cotangents):
+    (W_x, b, W_h), x, h0, c0, valid, ys, saved = res
+    dys, dh, dc = cotangents
+    T, B, H = ys.shape
+    F = x.shape[-1]
+    # The h entering step t is y_{t-1} wherever step t is valid (right padding); dz is 0 elsewhere.
+    h_prev = jnp.concatenate([h0[None], ys[:-1]], axis=0)  # (T, B, H)
+    if remat_chunk is None:
+        gates, cs = saved
+        dh0, dc0, dz = _backward_block(W_h, gates, cs, c0, valid, dys, dh, dc, matmul_dtype)
+        # Weight gradients once, after the loop, instead of T small products inside it.
+        dW_x, db, dW_h, dx = _weight_grads(x, h_prev, dz, W_x, matmul_dtype)
+    else:
+        h_starts, c_starts = saved
+        n, k = T // remat_chunk, remat_chunk
+
+        def block(carry, inp):  # recompute one block's gates, run its backward, add its weight gradients
+            dh, dc, dW_x, db, dW_h = carry
+            x_k, valid_k, dys_k, h_prev_k, h_start, c_start = inp
+            _, (_, gates_k, cs_k) = _forward(W_x, b, W_h, x_k, h_start, c_start, valid_k, hoist, matmul_dtype,
+                                             keep_gates=True)
+            dh, dc, dz_k = _backward_block(W_h, gates_k, cs_k, c_start, valid_k, dys_k, dh, dc, matmul_dtype)
+            gx, gb, gh, dx_k = _weight_grads(x_k, h_prev_k, dz_k, W_x, matmul_dtype)
+            return (dh, dc, dW_x + gx, db + gb, dW_h + gh), dx_k
+
+        zeros = (jnp.zeros(W_x.shape, dys.dtype), jnp.zeros(b.shape, dys.dtype), jnp.zeros(W_h.shape, dys.dtype))
+        inputs = (x.reshape(n, k, B, F), valid.reshape(n, k, B), dys.reshape(n, k, B, H),
+                  h_prev.reshape(n, k, B, H), h_starts, c_starts)
+        (dh0, dc0, dW_x, db, dW_h), dx = jax.lax.scan(block, (dh, dc, *zeros), inputs, reverse=True)
+        dx = dx.reshape(T, B, F)
+    return (dW_x.astype(W_x.dtype), db.astype(b.dtype), dW_h.astype(W_h.dtype), dx.astype(x.dtype),
+            dh0, dc0, None)
+
+
+_lstm_scan_tm.defvjp(_lstm_scan_tm_fwd, _lstm_scan_tm_bwd)
+
+
+def lstm_scan(params: dict[str, Array], inputs: Array, carry: tuple[Array, Array], lengths: Array | None = None, *,
+              hoist: bool = True, remat_chunk: int | None = None, matmul_dtype: Any = None):
+    """Run an LSTM over time, as ``scan_cell(cells.lstm_step, ...)``, with a fast hand-written gradient.
+
+    Args:
+      params: ``{"W_x": <float>[F, 4H], "W_h": <float>[H, 4H], "b": <float>[4H]}`` (gate order
+        i, f, c̃, o, as :func:`lstmjax.cells.lstm_step`).
+      inputs: ``<float>[batch, time, features]``.
+      carry: ``(h_0, c_0)``, each ``<float>[batch, hidden]``.
+      lengths: ``<int>[batch]`` valid steps per sequence (right padding), or ``None``.
+      hoist: compute the input projection ``x @ W_x + b`` for all steps in one matrix product
+        before the loop (default), or step by step inside it. The backward pass is the same.
+      remat_chunk: gradient checkpointing: keep activations only every ``remat_chunk`` steps and
+        recompute the rest in the backward pass (``None``: keep all). Time is padded up to a
+        multiple of it with invalid steps.
+      matmul_dtype: e.g. ``jnp.bfloat16`` for lower-precision matrix products (float32
+        accumulation); ``None`` (default) keeps the parameters' dtype.
+
+    Returns:
+      ``((h_n, c_n), outputs)`` with ``h_n, c_n <float>[batch, hidden]`` at each sequence's true
+      length and ``outputs <float>[batch, time, hidden]`` zero at padded steps.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from lstmjax import cells
+      >>> from lstmjax.layers import scan_cell
+      >>> p = cells.init_lstm_params(jax.random.key(0), 3, 4)
+      >>> x, lengths = jax.random.normal(jax.random.key(1), (2, 5, 3)), jnp.array([5, 2])
+      >>> zeros = jnp.zeros((2, 4))
+      >>> (h, c), y = lstm_scan(p, x, (zeros, zeros), lengths)
+      >>> (h_ref, c_ref), y_ref = scan_cell(cells.lstm_step, p, x, (zeros, zeros), lengths)
+      >>> bool(jnp.allclose(y, y_ref, atol=1e-6)), bool(jnp.allclose(h, h_ref, atol=1e-6))
+      (True, True)
+      >>> loss = lambda p: jnp.sum(lstm_scan(p, x, (zeros, zeros), lengths)[1] ** 2)
+      >>> loss_ref = lambda p: jnp.sum(scan_cell(cells.lstm_step, p, x, (zeros, zeros), lengths)[1] ** 2)
+      >>> g, g_ref = jax.grad(loss)(p), jax.grad(loss_ref)(p)
+      >>> all(bool(jnp.allclose(g[k], g_ref[k], atol=1e-5)) for k in p)
+      True
+    """
+    if remat_chunk is not None and remat_chunk < 1:
+        raise ValueError(f"remat_chunk must be a positive number of steps or None; got {remat_chunk}")
+    h0, c0 = carry
+    B, T = inputs.shape[:2]
+    x = jnp.swapaxes(inputs, 0, 1)  # (T, B, F): the scan runs over the leading axis
+    if lengths is None:
+        valid = jnp.ones((T, B), jnp.bool_)
+    else:
+        valid = jnp.arange(T, dtype=lengths.dtype)[:, None] < lengths[None, :]  # (T, B)
+    pad = 0
+    if remat_chunk is not None:
+        remat_chunk = max(1, min(remat_chunk, T))
+        pad = -T % remat_chunk
+        if pad:  # invalid steps at the end: they change nothing
+            x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)], axis=0)
+            valid = jnp.concatenate([valid, jnp.zeros((pad, B), jnp.bool_)], axis=0)
+    ys, h, c = _lstm_scan_tm(params["W_x"], params["b"], params["W_h"], x, h0, c0, valid,
+                             hoist, remat_chunk, matmul_dtype)
+    if pad:
+        ys = ys[:T]
+    return (h, c), jnp.swapaxes(ys, 0, 1)  # (B, T, H)
+
+
+def remat_scan_cell(step, params, inputs: Array, carry, lengths: Array | None, remat_chunk: int):
+    """:func:`lstmjax.layers.scan_cell` with gradient checkpointing over blocks of ``remat_chunk`` steps.
+
+    The time axis is split into blocks; each block's inner scan is wrapped in
+    ``jax.checkpoint``, so autodiff keeps only the carries between blocks and recomputes a
+    block's activations when its backward pass needs them. Works for any cell step (GRU,
+    SimpleRNN, masked steps); the LSTM's fused loop has its own (``lstm_scan(remat_chunk=...)``).
+
+    Args:
+      step, params, inputs, carry, lengths: as :func:`lstmjax.layers.scan_cell`
+        (``inputs <float>[batch, time, features]``, ``lengths <int>[batch]`` or ``None``).
+      remat_chunk: steps per checkpointed block (time is padded up to a multiple with invalid steps).
+
+    Returns:
+      ``(final_carry, outputs <float>[batch, time, hidden])``, equal to ``scan_cell``'s.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from lstmjax import cells
+      >>> from lstmjax.layers import scan_cell
+      >>> p = cells.init_gru_params(jax.random.key(0), 3, 4)
+      >>> x, h0 = jnp.ones((2, 7, 3)), jnp.zeros((2, 4))
+      >>> loss = lambda p: jnp.sum(remat_scan_cell(cells.gru_step, p, x, h0, None, 3)[1])
+      >>> loss_ref = lambda p: jnp.sum(scan_cell(cells.gru_step, p, x, h0)[1])
+      >>> bool(jnp.allclose(jax.grad(loss)(p)["W_h"], jax.grad(loss_ref)(p)["W_h"], atol=1e-6))
+      True
+    """
+    from lstmjax.layers import scan_cell
+
+    if remat_chunk < 1:
+        raise ValueError(f"remat_chunk must be a positive number of steps; got {remat_chunk}")
+    B, T = inputs.shape[:2]
+    k = max(1, min(remat_chunk, T))
+    pad = -T % k
+    if lengths is None and pad:
+        lengths = jnp.full((B,), T, jnp.int32)
+    if pad:  # invalid steps at the end: they change nothing
+        inputs = jnp.concatenate([inputs, jnp.zeros((B, pad) + inputs.shape[2:], inputs.dtype)], axis=1)
+    n = (T + pad) // k
+    xs = jnp.swapaxes(inputs.reshape((B, n, k) + inputs.shape[2:]), 0, 1)  # (n, B, k, F)
+    starts = jnp.arange(n, dtype=jnp.int32) * k  # first step of each block
+
+    @jax.checkpoint
+    def block(carry, inp):
+        x_k, start = inp
+        block_lengths = None if lengths is None else jnp.clip(lengths - start.astype(lengths.dtype), 0, k)
+        return scan_cell(step, params, x_k, carry, block_lengths)
+
+    carry, ys = jax.lax.scan(block, carry, (xs, starts))  # ys: (n, B, k, H) per leaf
+    ys = jax.tree.map(lambda y: jnp.swapaxes(y, 0, 1).reshape((B, n * k) + y.shape[3:])[:, :T], ys)
+    return carry, ys
