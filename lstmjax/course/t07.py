@@ -113,3 +113,33 @@ def _adamw_check(answer):
     gap = max(float(jnp.max(jnp.abs(p_l2[n] - p_ref[n]))) for n in params)
     return (f"equals optax.adamw over 10 steps. L2 through Adam (add_decayed_weights before adam) ends up to "
             f"{gap:.1e} away: Adam rescales the decay term with the gradients.")
+
+
+@exercise("07.4", "Write fold_gain(candidate, baseline): the paired fold-by-fold gain and its standard error")
+def _fold_gain(answer):
+    rng = np.random.default_rng(7)
+    for k in (3, 5, 10):
+        base = 0.74 + 0.02 * rng.standard_normal(k)  # folds differ a lot from each other ...
+        cand = base + 0.01 + 0.003 * rng.standard_normal(k)  # ... but the candidate wins on each
+        got = answer(cand, base)
+        if got is None:
+            raise Wrong("fold_gain returned None: write the function body.")
+        try:
+            mean, se = (float(v) for v in got)
+        except (TypeError, ValueError):
+            raise Wrong(f"fold_gain should return two numbers (mean, standard error); got {got!r}") from None
+        diff = cand - base
+        ref_mean, ref_se = diff.mean(), diff.std(ddof=1) / np.sqrt(k)
+        if not np.isclose(mean, ref_mean, atol=1e-9):
+            raise Wrong(f"with {k} folds the mean gain is {ref_mean:+.4f}; got {mean:+.4f}. "
+                        "Subtract fold by fold (candidate − baseline), then average.")
+        if not np.isclose(se, ref_se, rtol=1e-6):
+            unpaired = np.sqrt(cand.var(ddof=1) / k + base.var(ddof=1) / k)
+            if np.isclose(se, unpaired, rtol=1e-6):
+                raise Wrong("that is the unpaired standard error: both models saw the same folds, so take the "
+                            "spread of the fold-by-fold differences — the folds' own difficulty cancels.")
+            if np.isclose(se, diff.std(ddof=0) / np.sqrt(k), rtol=1e-6) or np.isclose(se, diff.std(ddof=1), rtol=1e-6):
+                raise Wrong("use the sample standard deviation of the differences (ddof=1) divided by √k.")
+            raise Wrong(f"with {k} folds the standard error is {ref_se:.5f}; got {se:.5f}.")
+    return ("paired gain and standard error right for 3, 5 and 10 folds: the fold-to-fold spread (±0.02) "
+            "cancels, leaving a gain of ≈ +0.01 measured to about ±0.001.")

@@ -121,3 +121,29 @@ def _top_token(answer):
                 "among each example's real tokens.")
         raise Wrong(f"got positions {got.tolist()}, expected {ref.tolist()}.{hint}")
     return f"positions {ref.tolist()} are the tokens with the largest |attribution|."
+
+
+@exercise("09.4", "What completeness distributes: f(x) − f(x') for a token baseline")
+def _baseline_gap(answer):
+    from lstmjax.interpret import integrated_gradients
+
+    model, variables, ids, lengths = _setup()
+    for baseline_id, name in ((1, "UNK"), (0, "PAD"), (7, "token 7")):
+        got = answer(model, variables, ids, lengths, baseline_id)
+        if got is None:
+            raise Wrong("baseline_gap returned None: write the function body.")
+        got = np.asarray(got, np.float64).reshape(-1)
+        a = integrated_gradients(model, variables, ids, lengths, baseline=baseline_id, steps=64)
+        ref = np.asarray(a.value - a.baseline_value, np.float64)
+        if got.shape != ref.shape:
+            raise Wrong(f"expected one gap per example, shape {ref.shape}; got {got.shape}")
+        if not np.allclose(got, ref, atol=1e-4, rtol=1e-4):
+            raise Wrong(f"with the {name} baseline (id {baseline_id}) got {np.round(got, 4).tolist()}, expected "
+                        f"{np.round(ref, 4).tolist()}. Replace each example's *real* tokens by the baseline id "
+                        "(keep the padding and the lengths), run the model on both, and subtract the predicted "
+                        "class's logits (the class predicted for x, not for x').")
+        scores_sum = np.asarray(a.scores, np.float64).sum(-1)
+        if not np.allclose(scores_sum, got, atol=1e-3, rtol=1e-3):  # pragma: no cover - library invariant
+            raise Wrong(f"integrated gradients do not sum to your gap with the {name} baseline")
+    return ("f(x) − f(x') matches lstmjax for the UNK, PAD and token-7 baselines, and the integrated "
+            "gradients sum to it: each baseline distributes a different total.")
