@@ -7,17 +7,8 @@ import optax
 import pytest
 
 from lstmjax import course
+from lstmjax.augment import random_swap
 from lstmjax.compression import magnitude_masks
-
-
-def _swap(tokens, n, rng):
-    out = list(tokens)
-    if len(out) < 2:
-        return out
-    for _ in range(n):
-        i, j = rng.choice(len(out), size=2, replace=False)
-        out[i], out[j] = out[j], out[i]
-    return out
 
 
 def _adjacent_swap(tokens, n, rng):  # not uniform over pairs
@@ -68,7 +59,7 @@ def _csr(w):
 
 
 RIGHT = {
-    "07.1": _swap,
+    "07.1": random_swap,
     "07.2": _folds,
     "07.3": lambda lr, wd: optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(wd), optax.scale(-lr)),
     "08.1": _per_layer,
