@@ -98,6 +98,15 @@ class _Impl:
 
     def sanity(self) -> tuple[float, float]:
         """Loss before and after 40 Adam steps (lr 1e-2) on the separable task."""
+        import numpy as np
+
+        ids, labels = _separable_task(np.random.default_rng(0), self.args.vocab)
+        run = self._trainer(1e-2, ids, labels)
+        losses = [run() for _ in range(40)]
+        return losses[0], losses[-1]
+
+    def _trainer(self, lr: float, ids, labels):
+        """``run() -> loss``: one blocking train step on this batch."""
         raise NotImplementedError
 
     def make(self, kind: str, batch: int):
@@ -146,14 +155,6 @@ class _LstmjaxImpl(_Impl):
             return float(dp.get_metrics(m)["loss_sum"]) / ids.shape[0]
 
         return run
-
-    def sanity(self):
-        import numpy as np
-
-        ids, labels = _separable_task(np.random.default_rng(0), self.args.vocab)
-        run = self._trainer(1e-2, ids, labels)
-        losses = [run() for _ in range(40)]
-        return losses[0], losses[-1]
 
     def make(self, kind, batch):
         import numpy as np
@@ -246,14 +247,6 @@ class _TorchImpl(_Impl):
 
         return run
 
-    def sanity(self):
-        import numpy as np
-
-        ids, labels = _separable_task(np.random.default_rng(0), self.args.vocab)
-        run = self._trainer(1e-2, ids, labels)
-        losses = [run() for _ in range(40)]
-        return losses[0], losses[-1]
-
     def make(self, kind, batch):
         import numpy as np
 
@@ -319,14 +312,6 @@ class _FlaxImpl(_Impl):
             return float(loss)
 
         return run
-
-    def sanity(self):
-        import numpy as np
-
-        ids, labels = _separable_task(np.random.default_rng(0), self.args.vocab)
-        run = self._trainer(1e-2, ids, labels)
-        losses = [run() for _ in range(40)]
-        return losses[0], losses[-1]
 
     def make(self, kind, batch):
         import jax

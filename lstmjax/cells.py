@@ -45,11 +45,13 @@ InitPreset = Literal["keras", "pytorch", "flax"]
 
 __all__ = [
     "INIT_PRESETS",
+    "gru_gates",
     "gru_step",
     "gru_step_projected",
     "init_gru_params",
     "init_lstm_params",
     "init_rnn_params",
+    "lstm_gates",
     "lstm_step",
     "lstm_step_projected",
     "rnn_step",
@@ -102,14 +104,39 @@ def lstm_step_projected(params: Params, carry: tuple[Array, Array], xw_t: Array)
     """
     h_prev, c_prev = carry
     z = xw_t + h_prev @ params["W_h"]  # (B, 4H): all four gates' pre-activations
-    z_i, z_f, z_c, z_o = jnp.split(z, 4, axis=-1)  # 4 × (B, H)
-    i_t = jax.nn.sigmoid(z_i)
-    f_t = jax.nn.sigmoid(z_f)
-    c̃_t = jnp.tanh(z_c)
-    o_t = jax.nn.sigmoid(z_o)
-    c_t = f_t * c_prev + i_t * c̃_t
-    h_t = o_t * jnp.tanh(c_t)
+    (h_t, c_t), _ = lstm_gates(z, c_prev)
     return (h_t, c_t), h_t
+
+
+def lstm_gates(z: Array, c_prev: Array):
+    r"""The LSTM equations after the matrix products: pre-activations ``z`` to gates and state.
+
+    ``z`` is :math:`W_x x_t + W_h h_{t-1} + b`, the four gates' pre-activations side by side
+    (order i, f, c̃, o); the lines below are the equations of :func:`lstm_step_projected`. The
+    layers' fast loop (:mod:`lstmjax.fused`) and the gate traces (:mod:`lstmjax.interpret`)
+    call this function too, so the equations live in one place.
+
+    Args:
+      z: ``<float>[batch, 4*hidden]``.
+      c_prev: ``c_{t-1} <float>[batch, hidden]``.
+
+    Returns:
+      ``((h_t, c_t), (i_t, f_t, c̃_t, o_t))``, each ``<float>[batch, hidden]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> (h, c), (i, f, c_tilde, o) = lstm_gates(jnp.zeros((1, 8)), jnp.ones((1, 2)))
+      >>> f.tolist(), c.tolist()  # every gate half open; c = 0.5 · 1 + 0.5 · tanh(0)
+      ([[0.5, 0.5]], [[0.5, 0.5]])
+    """
+    z_i, z_f, z_c, z_o = jnp.split(z, 4, axis=-1)  # 4 × (B, H)
+    i_t = jax.nn.sigmoid(z_i)  # input gate (输入门)
+    f_t = jax.nn.sigmoid(z_f)  # forget gate (遗忘门)
+    c̃_t = jnp.tanh(z_c)  # candidate cell state
+    o_t = jax.nn.sigmoid(z_o)  # output gate (输出门)
+    c_t = f_t * c_prev + i_t * c̃_t  # cell state (细胞状态)
+    h_t = o_t * jnp.tanh(c_t)  # hidden state
+    return (h_t, c_t), (i_t, f_t, c̃_t, o_t)
 
 
 def lstm_step(params: Params, carry: tuple[Array, Array], x_t: Array):
@@ -176,13 +203,34 @@ def gru_step_projected(params: Params, carry: Array, xw_t: Array):
     """
     h_prev = carry
     hw = h_prev @ params["W_h"] + params["b_h"]  # (B, 3H): recurrent part, bias included
-    x_r, x_z, x_n = jnp.split(xw_t, 3, axis=-1)  # 3 × (B, H)
-    h_r, h_z, h_n = jnp.split(hw, 3, axis=-1)  # 3 × (B, H)
-    r_t = jax.nn.sigmoid(x_r + h_r)
-    z_t = jax.nn.sigmoid(x_z + h_z)
-    n_t = jnp.tanh(x_n + r_t * h_n)
-    h_t = (1.0 - z_t) * n_t + z_t * h_prev
+    h_t, _ = gru_gates(xw_t, hw, h_prev)
     return h_t, h_t
+
+
+def gru_gates(xw_t: Array, hw_t: Array, h_prev: Array):
+    r"""The GRU equations after the matrix products (those of :func:`gru_step_projected`).
+
+    Args:
+      xw_t: ``x_t @ W_x + b_x <float>[batch, 3*hidden]`` (order r, z, n).
+      hw_t: ``h_{t-1} @ W_h + b_h <float>[batch, 3*hidden]``.
+      h_prev: ``h_{t-1} <float>[batch, hidden]``.
+
+    Returns:
+      ``(h_t, (r_t, z_t, n_t))``, each ``<float>[batch, hidden]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> h, (r, z, n) = gru_gates(jnp.zeros((1, 6)), jnp.zeros((1, 6)), jnp.ones((1, 2)))
+      >>> z.tolist(), h.tolist()  # h = (1 - 0.5) · tanh(0) + 0.5 · 1
+      ([[0.5, 0.5]], [[0.5, 0.5]])
+    """
+    x_r, x_z, x_n = jnp.split(xw_t, 3, axis=-1)  # 3 × (B, H)
+    h_r, h_z, h_n = jnp.split(hw_t, 3, axis=-1)  # 3 × (B, H)
+    r_t = jax.nn.sigmoid(x_r + h_r)  # reset gate
+    z_t = jax.nn.sigmoid(x_z + h_z)  # update gate
+    n_t = jnp.tanh(x_n + r_t * h_n)  # candidate
+    h_t = (1.0 - z_t) * n_t + z_t * h_prev
+    return h_t, (r_t, z_t, n_t)
 
 
 def gru_step(params: Params, carry: Array, x_t: Array):

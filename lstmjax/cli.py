@@ -210,6 +210,7 @@ def _launch_local_processes(args: argparse.Namespace, argv: Sequence[str]) -> in
     import os
     import socket
     import subprocess
+    import time
 
     if args.out is None:
         raise ValueError("--local-processes needs --out DIR (all processes write one run)")
@@ -230,22 +231,35 @@ def _launch_local_processes(args: argparse.Namespace, argv: Sequence[str]) -> in
         child_argv.append(a)
     n = args.local_processes
     procs = []
-    for i in range(n):
-        env = {**os.environ, "LSTMJAX_COORDINATOR": f"127.0.0.1:{port}", "LSTMJAX_NUM_PROCESSES": str(n),
-               "LSTMJAX_PROCESS_ID": str(i)}
-        out = None if i == 0 else subprocess.DEVNULL  # process 0 speaks for the run
-        procs.append(subprocess.Popen([sys.executable, "-m", "lstmjax", *child_argv], env=env, stdout=out))
-    # If one process fails, the others would wait for it at the next collective: stop them.
-    import time
+    try:
+        for i in range(n):
+            env = {**os.environ, "LSTMJAX_COORDINATOR": f"127.0.0.1:{port}", "LSTMJAX_NUM_PROCESSES": str(n),
+                   "LSTMJAX_PROCESS_ID": str(i)}
+            out = None if i == 0 else subprocess.DEVNULL  # process 0 speaks for the run
+            procs.append(subprocess.Popen([sys.executable, "-m", "lstmjax", *child_argv], env=env, stdout=out,
+                                          preexec_fn=_die_with_parent))
+        # If one process fails, the others would wait for it at the next collective: stop them.
+        while any(p.poll() is None for p in procs):
+            if any(p.returncode not in (None, 0) for p in procs):
+                break
+            time.sleep(0.2)
+    finally:
+        # SIGKILL: a process that joined jax.distributed treats SIGTERM as a preemption notice
+        # and keeps running, so terminate() would leave it waiting at a collective for ever.
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    failed = [code for code in (p.wait() for p in procs) if code != 0]
+    return (failed[0] if failed[0] > 0 else 128 - failed[0]) if failed else 0  # killed by signal N: 128 + N
 
-    while any(p.poll() is None for p in procs):
-        if any(p.returncode not in (None, 0) for p in procs):
-            for p in procs:
-                if p.poll() is None:
-                    p.terminate()
-            break
-        time.sleep(0.2)
-    return max(p.wait() for p in procs)
+
+def _die_with_parent() -> None:
+    """In a child (Linux): receive SIGKILL when the launching process dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -50,6 +50,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from lstmjax import cells
+
 Array = jax.Array
 
 __all__ = ["lstm_scan", "remat_scan_cell"]
@@ -63,16 +65,10 @@ def _dot(a: Array, b: Array, matmul_dtype) -> Array:
 
 
 def _step(W_h, h_prev, c_prev, xw_t, matmul_dtype):
-    """One LSTM step (the same operations as :func:`lstmjax.cells.lstm_step_projected`)."""
+    """One LSTM step (:func:`lstmjax.cells.lstm_step_projected`, with ``matmul_dtype``)."""
     z = xw_t + _dot(h_prev, W_h, matmul_dtype)  # (B, 4H)
-    z_i, z_f, z_c, z_o = jnp.split(z, 4, axis=-1)  # 4 × (B, H)
-    i_t = jax.nn.sigmoid(z_i)
-    f_t = jax.nn.sigmoid(z_f)
-    c̃_t = jnp.tanh(z_c)
-    o_t = jax.nn.sigmoid(z_o)
-    c_t = f_t * c_prev + i_t * c̃_t
-    h_t = o_t * jnp.tanh(c_t)
-    return h_t, c_t, (i_t, f_t, c̃_t, o_t)
+    (h_t, c_t), gates = cells.lstm_gates(z, c_prev)
+    return h_t, c_t, gates
 
 
 def _forward(W_x, b, W_h, x, h0, c0, valid, hoist, matmul_dtype, keep_gates: bool):

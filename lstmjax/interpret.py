@@ -341,23 +341,17 @@ def integrated_gradients(model: TextClassifier, variables, token_ids, lengths=No
 def _lstm_gates(params, carry, x_t):
     """:func:`lstmjax.cells.lstm_step`, keeping its gates: ``(carry, {i, f, c_tilde, o, c, h})``."""
     h_prev, c_prev = carry
-    z = x_t @ params["W_x"] + params["b"] + h_prev @ params["W_h"]  # (B, 4H)
-    z_i, z_f, z_c, z_o = jnp.split(z, 4, axis=-1)  # 4 × (B, H), gate order i, f, c̃, o
-    (h_t, c_t), _ = cells.lstm_step(params, carry, x_t)  # the library's own update
-    gates = {"i": jax.nn.sigmoid(z_i), "f": jax.nn.sigmoid(z_f), "c_tilde": jnp.tanh(z_c),
-             "o": jax.nn.sigmoid(z_o), "c": c_t, "h": h_t}
-    return (h_t, c_t), gates
+    z = x_t @ params["W_x"] + params["b"] + h_prev @ params["W_h"]  # (B, 4H), as lstm_step
+    (h_t, c_t), (i_t, f_t, c̃_t, o_t) = cells.lstm_gates(z, c_prev)  # the library's own equations
+    return (h_t, c_t), {"i": i_t, "f": f_t, "c_tilde": c̃_t, "o": o_t, "c": c_t, "h": h_t}
 
 
 def _gru_gates(params, carry, x_t):
     """:func:`lstmjax.cells.gru_step`, keeping its gates: ``(carry, {r, z, n, h})``."""
-    xw = x_t @ params["W_x"] + params["b_x"]  # (B, 3H)
+    xw = x_t @ params["W_x"] + params["b_x"]  # (B, 3H), as gru_step
     hw = carry @ params["W_h"] + params["b_h"]  # (B, 3H)
-    x_r, x_z, x_n = jnp.split(xw, 3, axis=-1)
-    h_r, h_z, h_n = jnp.split(hw, 3, axis=-1)
-    r_t = jax.nn.sigmoid(x_r + h_r)
-    h_t, _ = cells.gru_step(params, carry, x_t)
-    return h_t, {"r": r_t, "z": jax.nn.sigmoid(x_z + h_z), "n": jnp.tanh(x_n + r_t * h_n), "h": h_t}
+    h_t, (r_t, z_t, n_t) = cells.gru_gates(xw, hw, carry)  # the library's own equations
+    return h_t, {"r": r_t, "z": z_t, "n": n_t, "h": h_t}
 
 
 def _rnn_gates(params, carry, x_t):

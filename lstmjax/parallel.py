@@ -324,8 +324,8 @@ def _train_step_for(dp: DataParallel, step_fn=None):
         return jax.pmap(functools.partial(step, axis_name=DATA_AXIS), axis_name=DATA_AXIS, devices=dp.devices)
     if dp.mode == "mesh":
         replicated = NamedSharding(dp.mesh, PartitionSpec())
-        return jax.jit(step, in_shardings=(replicated, NamedSharding(dp.mesh, PartitionSpec(DATA_AXIS))),
-                       out_shardings=replicated, donate_argnums=0)
+        return _one_at_a_time(jax.jit(step, in_shardings=(replicated, NamedSharding(dp.mesh, PartitionSpec(DATA_AXIS))),
+                                      out_shardings=replicated, donate_argnums=0))
     return jax.jit(step, donate_argnums=0)
 
 
@@ -338,13 +338,33 @@ def _eval_step_for(dp: DataParallel, num_classes: int | None):
                         axis_name=DATA_AXIS, devices=dp.devices)
     if dp.mode == "mesh":
         replicated = NamedSharding(dp.mesh, PartitionSpec())
-        return jax.jit(functools.partial(eval_step, num_classes=num_classes),
-                       in_shardings=(replicated, NamedSharding(dp.mesh, PartitionSpec(DATA_AXIS))),
-                       out_shardings=replicated)
+        return _one_at_a_time(jax.jit(functools.partial(eval_step, num_classes=num_classes),
+                                      in_shardings=(replicated, NamedSharding(dp.mesh, PartitionSpec(DATA_AXIS))),
+                                      out_shardings=replicated))
     return jax.jit(functools.partial(eval_step, num_classes=num_classes))
 
 
 # --------------------------------------------------------------------------- several processes
+
+
+def _one_at_a_time(step):
+    """``step`` itself in one process; across several, a step that returns only once it has run.
+
+    JAX dispatches asynchronously, so a loop can queue the next step on each local device before
+    the last one has finished. With several processes and several devices per process, XLA's CPU
+    runtime (gloo collectives) then deadlocked now and then: one local device waited inside the
+    gradient all-reduce while its neighbour could not start its part of the same step (seen in
+    about one run in four on 2 busy cores, 2 processes x 2 devices). Waiting for each step costs
+    only the overlap of Python dispatch with compute; the batch prefetch thread keeps running.
+    """
+    if jax.process_count() == 1:
+        return step
+
+    @functools.wraps(step)
+    def run(*args, **kwargs):
+        return jax.block_until_ready(step(*args, **kwargs))
+
+    return run
 
 
 def _copy(x):

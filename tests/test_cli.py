@@ -119,12 +119,21 @@ def test_local_processes(tmp_path):
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "lstmjax", "train", *SMALL, "--out", str(out), "--cache-dir",
                         str(tmp_path / "cache"), "--local-processes", "2", "--devices", "2"],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["parallel"] == "mesh" and metrics["support"] == 1066
     assert metrics["devices"] == 4  # --devices counts each process's devices
     assert main(["evaluate", str(out)]) == 0  # the checkpoint two processes wrote loads in one
+
+
+def test_local_processes_failure(tmp_path):
+    """A failing run in ``--local-processes`` mode: the launcher returns the failure, no process lingers."""
+    r = subprocess.run([sys.executable, "-m", "lstmjax", "train", *SMALL, "--out", str(tmp_path / "run"),
+                        "--data", str(tmp_path / "missing.csv"), "--local-processes", "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "missing.csv" in r.stderr
+    assert str(tmp_path) not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
 
 
 def test_devices_option(tmp_path, capsys):
