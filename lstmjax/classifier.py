@@ -120,7 +120,7 @@ class TextClassifier(nn.Module):
     output_dropout: float = 0.0
     pooling: Pooling = "last"
     initializer: cells.InitPreset = "keras"
-    hoist_inputs: bool = False
+    hoist_inputs: bool | None = None
     param_dtype: Any = jnp.float32
     recurrent_dropout: float = 0.0
     fused: bool = True

@@ -34,6 +34,7 @@ Array = jax.Array
 
 __all__ = [
     "GRU",
+    "HOIST_BELOW_BATCH",
     "GRUCell",
     "LSTM",
     "LSTMCell",
@@ -45,6 +46,9 @@ __all__ = [
 ]
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+HOIST_BELOW_BATCH = 64
+"""``hoist_inputs=None`` hoists the fused LSTM loop's input projection below this batch size."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,7 +396,7 @@ class _RecurrentStack(nn.Module):
     bidirectional: bool = False
     dropout: float = 0.0
     initializer: cells.InitPreset = "keras"
-    hoist_inputs: bool = False
+    hoist_inputs: bool | None = None
     param_dtype: Any = jnp.float32
     recurrent_dropout: float = 0.0
     fused: bool = True
@@ -419,24 +423,34 @@ class _RecurrentStack(nn.Module):
             carry = cell.initial_carry(inputs.shape[0], inputs.dtype)
         if reverse:
             inputs = reverse_sequences(inputs, lengths)
-        if self.hoist_inputs:
+        hoist = self._hoist(cell, inputs.shape[0], recurrent_mask)
+        if hoist:
             # One matrix product for all steps: (B, T, F) @ (F, G*H) -> (B, T, G*H).
             step, xs = cell.step_projected, cell.project_inputs(params, inputs)
         else:
             step, xs = cell.step, inputs
         if recurrent_mask is not None:
             # Variational dropout: the same mask on h_{t-1} at every step, before W_h.
-            step = cell.masked_step(step, recurrent_mask, projected=self.hoist_inputs)
-        carry, ys = self._scan(cell, step, params, inputs, xs, carry, lengths, recurrent_mask)
+            step = cell.masked_step(step, recurrent_mask, projected=hoist)
+        carry, ys = self._scan(cell, step, params, inputs, xs, carry, lengths, recurrent_mask, hoist)
         if reverse:
             ys = reverse_sequences(ys, lengths)
         return carry, ys
 
-    def _scan(self, cell: _Cell, step, params, inputs, xs, carry, lengths, recurrent_mask):
+    def _fused(self, cell: _Cell, recurrent_mask) -> bool:
+        return isinstance(cell, LSTMCell) and self.fused and recurrent_mask is None
+
+    def _hoist(self, cell: _Cell, batch: int, recurrent_mask) -> bool:
+        """``hoist_inputs``, or by default: hoist in the fused LSTM loop below batch :data:`HOIST_BELOW_BATCH`."""
+        if self.hoist_inputs is not None:
+            return self.hoist_inputs
+        return self._fused(cell, recurrent_mask) and batch < HOIST_BELOW_BATCH
+
+    def _scan(self, cell: _Cell, step, params, inputs, xs, carry, lengths, recurrent_mask, hoist: bool):
         """The time loop: :func:`lstmjax.fused.lstm_scan` for an LSTM without recurrent dropout
         (``fused=True``), else autodiff of :func:`scan_cell` (chunk-checkpointed with ``remat_chunk``)."""
-        if isinstance(cell, LSTMCell) and self.fused and recurrent_mask is None:
-            return fused.lstm_scan(params, inputs, carry, lengths, hoist=self.hoist_inputs,
+        if self._fused(cell, recurrent_mask):
+            return fused.lstm_scan(params, inputs, carry, lengths, hoist=hoist,
                                    remat_chunk=self.remat_chunk, matmul_dtype=self.matmul_dtype)
         if self.matmul_dtype is not None:
             raise ValueError("matmul_dtype applies to the fused LSTM loop only (an LSTM with fused=True "
@@ -500,9 +514,12 @@ class LSTM(_RecurrentStack):
       initializer: initialisation preset, ``"keras"`` (default), ``"pytorch"`` or ``"flax"``.
       unit_forget_bias: forget-gate bias starts at 1 (default: ``True`` for ``"keras"``).
       hoist_inputs: compute the input projection for all steps in one matrix product before the
-        time loop, or step by step inside it (default). Same numbers to float rounding; inside
-        was measured faster on a 2-core CPU (the hoisted ``[batch, time, 4H]`` temporary costs
-        more memory traffic than it saves; see ``benchmarks/speed.py``).
+        time loop (``True``), or step by step inside it (``False``). Same numbers to float
+        rounding. ``None`` (default) chooses by batch size: hoisted in the fused LSTM loop below
+        batch :data:`HOIST_BELOW_BATCH`, inside otherwise. Measured on a 2-core CPU (H = 128,
+        T = 200): hoisting trains 1.1× and infers 1.2× faster at batch 32, but infers 1.5×
+        slower at batch 256, where the hoisted ``[batch, time, 4H]`` temporary costs more memory
+        traffic than the one large product saves (``benchmarks/speed.py``).
       param_dtype: parameter (and computation) dtype.
       fused: run the time loop with :func:`lstmjax.fused.lstm_scan` (default), whose backward pass
         is hand-written (same values; gradients equal to float rounding; faster to train). Falls

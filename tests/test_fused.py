@@ -45,18 +45,19 @@ def _ref(p, x, carry, lengths):
 LENGTHS = [None, np.array([7, 3, 0, 1], np.int32), np.array([7, 7, 7, 7], np.int32)]
 
 
-CASES = [(LENGTHS[1], None, False), (LENGTHS[1], None, True), (LENGTHS[0], None, False), (LENGTHS[2], 1, False),
-         (LENGTHS[1], 3, False), (LENGTHS[1], 50, True)]  # (lengths, remat_chunk, hoist)
+CASES = [(LENGTHS[1], None, False, "after"), (LENGTHS[1], None, True, "after"), (LENGTHS[0], None, False, "after"),
+         (LENGTHS[2], 1, False, "auto"), (LENGTHS[1], 3, False, "auto"), (LENGTHS[1], 50, True, "auto"),
+         (LENGTHS[1], None, False, "loop"), (LENGTHS[0], None, True, "loop")]  # (lengths, remat_chunk, hoist, weight_grads)
 
 
-@pytest.mark.parametrize("lengths, remat_chunk, hoist", CASES)
-def test_values_and_gradients_float64(lengths, remat_chunk, hoist):
+@pytest.mark.parametrize("lengths, remat_chunk, hoist, weight_grads", CASES)
+def test_values_and_gradients_float64(lengths, remat_chunk, hoist, weight_grads):
     with jax.enable_x64(True):
         p, x, carry = _problem(jnp.float64)
         lengths = None if lengths is None else jnp.asarray(lengths)
 
         def fast(p, x, carry, lengths):
-            return lstm_scan(p, x, carry, lengths, hoist=hoist, remat_chunk=remat_chunk)
+            return lstm_scan(p, x, carry, lengths, hoist=hoist, remat_chunk=remat_chunk, weight_grads=weight_grads)
 
         (h, c), y = jax.jit(fast)(p, x, carry, lengths)
         (h_r, c_r), y_r = jax.jit(_ref)(p, x, carry, lengths)
@@ -100,6 +101,26 @@ def test_bfloat16_matmuls_close_but_not_equal():
     g_r = jax.grad(_loss(_ref, None))(p, x, carry)
     for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_r)):
         assert float(jnp.max(jnp.abs(a - b))) < 0.05 * (1.0 + float(jnp.max(jnp.abs(b))))
+
+
+def test_weight_grads_modes_agree_in_float32_at_batch_64():
+    """The two places to sum the weight gradients give the same numbers at a batch where "auto" picks "loop";
+    under ``batch_sharded`` "auto" picks "after"; a bad mode is refused."""
+    from lstmjax.fused import LOOP_WEIGHT_GRADS_MIN_BATCH, _resolve_weight_grads, batch_sharded
+
+    B = LOOP_WEIGHT_GRADS_MIN_BATCH
+    p, x, carry = _problem(jnp.float32, B=B, T=9, F=6, H=8, seed=3)
+    lengths = jnp.asarray(np.random.default_rng(0).integers(0, 10, B), jnp.int32)
+    grads = {mode: jax.jit(jax.grad(_loss(lambda *a, mode=mode: lstm_scan(*a, weight_grads=mode), lengths)))(p, x, carry)
+             for mode in ("loop", "after", "auto")}
+    for mode in ("loop", "auto"):
+        for a, b in zip(jax.tree.leaves(grads[mode]), jax.tree.leaves(grads["after"])):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+    assert _resolve_weight_grads("auto", B) == "loop" and _resolve_weight_grads("auto", B - 1) == "after"
+    with batch_sharded():
+        assert _resolve_weight_grads("auto", B) == "after" and _resolve_weight_grads("loop", B) == "loop"
+    with pytest.raises(ValueError, match="weight_grads must be"):
+        lstm_scan(p, x, carry, weight_grads="inside")
 
 
 def test_bad_remat_chunk():

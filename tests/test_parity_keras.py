@@ -389,8 +389,8 @@ def test_to_keras_refuses_mismatched_layer_count(n_source, n_target):
 def test_layer_like_keras(case):
     """``layer_like`` on a Keras layer (or a list, stacked) builds the module built by hand here."""
     layers = _keras_layers(case, seed=10)
-    # layer_like builds the library's default loop (hoist_inputs=False): compare with that
-    assert interop.layer_like(layers if case.num_layers > 1 else layers[0]) == _lstmjax_module(case).clone(hoist_inputs=False)
+    # layer_like builds the library's default loop (hoist_inputs=None: chosen by batch size): compare with that
+    assert interop.layer_like(layers if case.num_layers > 1 else layers[0]) == _lstmjax_module(case).clone(hoist_inputs=None)
 
 
 # ---------------------------------------------------------------------------------------------
