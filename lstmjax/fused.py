@@ -127,12 +127,14 @@ def _forward(W_x, b, W_h, x, h0, c0, valid, hoist, matmul_dtype, keep_gates: boo
     with ``keep_gates``, ``gates`` (``i, f, c̃, o``, each ``<float>[T, B, H]``) and ``cs <float>[T, B, H]``
     (the carried ``c``).
     """
-    xs = _dot(x, W_x, matmul_dtype) + b if hoist else x  # (T, B, 4H) or (T, B, F)
+    # Hoisted: the bias is added step by step, where it fuses into the gate arithmetic, rather
+    # than in a pass of its own over the [T, B, 4H] product.
+    xs = _dot(x, W_x, matmul_dtype) if hoist else x  # (T, B, 4H) or (T, B, F)
 
     def body(carry, inp):
         h_prev, c_prev = carry
         x_t, valid_t = inp
-        xw_t = x_t if hoist else _dot(x_t, W_x, matmul_dtype) + b  # (B, 4H)
+        xw_t = (x_t if hoist else _dot(x_t, W_x, matmul_dtype)) + b  # (B, 4H)
         h_t, c_t, gates = _step(W_h, h_prev, c_prev, xw_t, matmul_dtype)
         keep = valid_t[:, None]  # (B, 1)
         h_t = jnp.where(keep, h_t, h_prev)
