@@ -105,12 +105,24 @@ class _Impl:
         losses = [run() for _ in range(40)]
         return losses[0], losses[-1]
 
+    ids_dtype = "int32"  # token ids as this implementation's embedding takes them
+
     def _trainer(self, lr: float, ids, labels):
         """``run() -> loss``: one blocking train step on this batch."""
         raise NotImplementedError
 
-    def make(self, kind: str, batch: int):
+    def _inferrer(self, ids):
+        """``run()``: one blocking forward pass over ``ids``."""
         raise NotImplementedError
+
+    def make(self, kind: str, batch: int):
+        """The timed step for one configuration, on the same random batch for every implementation."""
+        import numpy as np
+
+        rng = np.random.default_rng(1)
+        ids = rng.integers(2, self.args.vocab, (batch, self.args.seq_len)).astype(self.ids_dtype)
+        labels = rng.integers(0, self.args.classes, batch).astype(self.ids_dtype)
+        return self._trainer(1e-3, ids, labels) if kind == "train" else self._inferrer(ids)
 
 
 class _LstmjaxImpl(_Impl):
@@ -156,22 +168,15 @@ class _LstmjaxImpl(_Impl):
 
         return run
 
-    def make(self, kind, batch):
+    def _inferrer(self, ids):
         import numpy as np
-
-        rng = np.random.default_rng(1)
-        ids = rng.integers(2, self.args.vocab, (batch, self.args.seq_len)).astype(np.int32)
-        labels = rng.integers(0, self.args.classes, batch).astype(np.int32)
-        if kind == "train":
-            run = self._trainer(1e-3, ids, labels)
-            return run
-        jax = self.jax
         from lstmjax.train import create_train_state, make_optimizer
 
+        jax = self.jax
         model = self._model()
         params = create_train_state(model, jax.random.key(0), make_optimizer()).params
         dp = self._parallel()
-        lengths = np.full(batch, self.args.seq_len, np.int32)
+        lengths = np.full(ids.shape[0], ids.shape[1], np.int32)
         if dp.mode == "mesh":
             from jax.sharding import NamedSharding, PartitionSpec
 
@@ -188,6 +193,7 @@ class _LstmjaxImpl(_Impl):
 
 class _TorchImpl(_Impl):
     name = "torch"
+    ids_dtype = "int64"
 
     def __init__(self, args):
         super().__init__(args)
@@ -247,14 +253,7 @@ class _TorchImpl(_Impl):
 
         return run
 
-    def make(self, kind, batch):
-        import numpy as np
-
-        rng = np.random.default_rng(1)
-        ids = rng.integers(2, self.args.vocab, (batch, self.args.seq_len)).astype(np.int64)
-        labels = rng.integers(0, self.args.classes, batch).astype(np.int64)
-        if kind == "train":
-            return self._trainer(1e-3, ids, labels)
+    def _inferrer(self, ids):
         torch = self.torch
         model = self._model().eval()
         x = torch.as_tensor(ids, device=self.device)
@@ -313,15 +312,9 @@ class _FlaxImpl(_Impl):
 
         return run
 
-    def make(self, kind, batch):
+    def _inferrer(self, ids):
         import jax
-        import numpy as np
 
-        rng = np.random.default_rng(1)
-        ids = rng.integers(2, self.args.vocab, (batch, self.args.seq_len)).astype(np.int32)
-        labels = rng.integers(0, self.args.classes, batch).astype(np.int32)
-        if kind == "train":
-            return self._trainer(1e-3, ids, labels)
         model = self._model()
         params = model.init(jax.random.key(0), ids[:1])
         forward = jax.jit(model.apply)
@@ -346,23 +339,16 @@ class _KerasImpl(_Impl):
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
         return model
 
-    def sanity(self):
+    def _trainer(self, lr, ids, labels):
         import numpy as np
 
-        ids, labels = _separable_task(np.random.default_rng(0), self.args.vocab)
-        model = self._model(1e-2)
-        losses = [float(np.asarray(model.train_on_batch(ids, labels)).ravel()[0]) for _ in range(40)]
-        return losses[0], losses[-1]
+        model = self._model(lr)
+        return lambda: float(np.asarray(model.train_on_batch(ids, labels)).ravel()[0])  # host numbers: blocks
 
-    def make(self, kind, batch):
+    def _inferrer(self, ids):
         import numpy as np
 
-        rng = np.random.default_rng(1)
-        ids = rng.integers(2, self.args.vocab, (batch, self.args.seq_len)).astype(np.int32)
-        labels = rng.integers(0, self.args.classes, batch).astype(np.int32)
         model = self._model(1e-3)
-        if kind == "train":
-            return lambda: model.train_on_batch(ids, labels)  # returns host numbers: blocks
         return lambda: np.asarray(model.predict_on_batch(ids))
 
 
