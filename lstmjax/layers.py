@@ -424,14 +424,15 @@ class _RecurrentStack(nn.Module):
         if reverse:
             inputs = reverse_sequences(inputs, lengths)
         hoist = self._hoist(cell, inputs.shape[0], recurrent_mask)
-        if hoist:
+        project = hoist and not self._fused(cell, recurrent_mask)  # the fused loop projects by itself
+        if project:
             # One matrix product for all steps: (B, T, F) @ (F, G*H) -> (B, T, G*H).
             step, xs = cell.step_projected, cell.project_inputs(params, inputs)
         else:
             step, xs = cell.step, inputs
         if recurrent_mask is not None:
             # Variational dropout: the same mask on h_{t-1} at every step, before W_h.
-            step = cell.masked_step(step, recurrent_mask, projected=hoist)
+            step = cell.masked_step(step, recurrent_mask, projected=project)
         carry, ys = self._scan(cell, step, params, inputs, xs, carry, lengths, recurrent_mask, hoist)
         if reverse:
             ys = reverse_sequences(ys, lengths)
