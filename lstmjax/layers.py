@@ -92,7 +92,7 @@ def scan_cell(step: Callable, params, inputs: Array, carry, lengths: Array | Non
         def body(carry, x_t):
             return step(params, carry, x_t)
 
-        carry, ys = jax.lax.scan(body, carry, xs)
+        carry, ys = jax.lax.scan(body, fused.vary_like(carry, xs, params), xs)
     else:
         valid = jnp.arange(time, dtype=lengths.dtype)[:, None] < lengths[None, :]  # (T, B)
 
@@ -103,7 +103,7 @@ def scan_cell(step: Callable, params, inputs: Array, carry, lengths: Array | Non
             carry = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_carry, carry)
             return carry, jax.tree.map(lambda y: jnp.where(keep, y, jnp.zeros_like(y)), y_t)
 
-        carry, ys = jax.lax.scan(body, carry, (xs, valid))
+        carry, ys = jax.lax.scan(body, fused.vary_like(carry, xs, valid, params), (xs, valid))
     return carry, jax.tree.map(lambda y: jnp.swapaxes(y, 0, 1), ys)  # (B, T, H) per output
 
 
