@@ -183,7 +183,7 @@ def _forward(W_x, b, W_h, x, h0, c0, valid, hoist, matmul_dtype, keep_gates: boo
         out = (y_t, gates, c_t) if keep_gates else y_t  # gates: 4 arrays (see the module note)
         return (h_t, c_t), out
 
-    return jax.lax.scan(body, vary_like((h0, c0), xs, valid, W_h, b), (xs, valid))
+    return jax.lax.scan(body, (h0, c0), (xs, valid))
 
 
 def _backward_block(W_h, gates, cs, c_first, valid, dys, dh, dc, matmul_dtype, x=None, h_prev=None):
@@ -227,13 +227,13 @@ def _backward_block(W_h, gates, cs, c_first, valid, dys, dh, dc, matmul_dtype, x
 
     inputs = (gates, cs, c_prev, valid, dys)
     if not accumulate:
-        (dh, dc), dz = jax.lax.scan(body, vary_like((dh, dc), inputs, W_h), inputs, reverse=True)
+        (dh, dc), dz = jax.lax.scan(body, (dh, dc), inputs, reverse=True)
         return dh, dc, dz
-    width = 4 * dys.shape[-1]
-    zeros = (jnp.zeros((x.shape[-1], width), dys.dtype), jnp.zeros((width,), dys.dtype),
-             jnp.zeros((h_prev.shape[-1], width), dys.dtype))
-    init = vary_like((dh, dc, *zeros), inputs, x, h_prev, W_h)
-    (dh, dc, *grads), dz = jax.lax.scan(body, init, inputs + (x, h_prev), reverse=True)
+    width = W_h.shape[-1]
+    # zeros_like W_h: typed like the parameters (varying over a shard_map axis where they are).
+    zeros = tuple(jnp.zeros_like(W_h, dtype=dys.dtype, shape=shape)
+                  for shape in ((x.shape[-1], width), (width,), W_h.shape))
+    (dh, dc, *grads), dz = jax.lax.scan(body, (dh, dc, *zeros), inputs + (x, h_prev), reverse=True)
     return dh, dc, dz, tuple(grads)
 
 
@@ -259,8 +259,7 @@ def _lstm_scan_tm_fwd(W_x, b, W_h, x, h0, c0, valid, hoist, remat_chunk, matmul_
         return new_carry, (ys_k, carry)
 
     (h, c), (ys, starts) = jax.lax.scan(
-        block, vary_like((h0, c0), x, valid, *params),
-        (x.reshape(n, remat_chunk, B, F), valid.reshape(n, remat_chunk, B)))
+        block, (h0, c0), (x.reshape(n, remat_chunk, B, F), valid.reshape(n, remat_chunk, B)))
     ys = ys.reshape(T, B, -1)  # (T, B, H)
     return (ys, h, c), (params, x, h0, c0, valid, ys, starts)
 
@@ -314,11 +313,11 @@ def _lstm_scan_tm_bwd(hoist, remat_chunk, matmul_dtype, weight_grads, res, cotan
             gx, gb, gh, dx_k = _weight_grads(x_k, h_prev_k, dz_k, W_x, matmul_dtype)
             return (dh, dc, dW_x + gx, db + gb, dW_h + gh), dx_k
 
-        zeros = (jnp.zeros(W_x.shape, dys.dtype), jnp.zeros(b.shape, dys.dtype), jnp.zeros(W_h.shape, dys.dtype))
+        zeros = (jnp.zeros_like(W_x, dtype=dys.dtype), jnp.zeros_like(b, dtype=dys.dtype),
+                 jnp.zeros_like(W_h, dtype=dys.dtype))
         inputs = (x.reshape(n, k, B, F), valid.reshape(n, k, B), dys.reshape(n, k, B, H),
                   h_prev.reshape(n, k, B, H), h_starts, c_starts)
-        (dh0, dc0, dW_x, db, dW_h), dx = jax.lax.scan(block, vary_like((dh, dc, *zeros), inputs, W_h), inputs,
-                                                      reverse=True)
+        (dh0, dc0, dW_x, db, dW_h), dx = jax.lax.scan(block, (dh, dc, *zeros), inputs, reverse=True)
         dx = dx.reshape(T, B, F)
     return (dW_x.astype(W_x.dtype), db.astype(b.dtype), dW_h.astype(W_h.dtype), dx.astype(x.dtype),
             dh0, dc0, None)
