@@ -36,6 +36,7 @@ work on any pytree of arrays with a leading batch axis.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import os
@@ -321,7 +322,8 @@ def _train_step_for(dp: DataParallel, step_fn=None):
 
     if dp.mode == "pmap":
         # No donation under pmap: measured 1.5-2.3x slower per step with it on CPU devices.
-        return jax.pmap(functools.partial(step, axis_name=DATA_AXIS), axis_name=DATA_AXIS, devices=dp.devices)
+        return _bounded_dispatch(jax.pmap(functools.partial(step, axis_name=DATA_AXIS), axis_name=DATA_AXIS,
+                                          devices=dp.devices), dp, _metrics)
     if dp.mode == "mesh":
         from lstmjax.fused import batch_sharded
 
@@ -330,9 +332,14 @@ def _train_step_for(dp: DataParallel, step_fn=None):
                 return step(state, batch)
 
         replicated = NamedSharding(dp.mesh, PartitionSpec())
-        return _one_at_a_time(jax.jit(sharded_step, in_shardings=(replicated, NamedSharding(dp.mesh, PartitionSpec(DATA_AXIS))),
-                                      out_shardings=replicated, donate_argnums=0))
+        return _bounded_dispatch(jax.jit(sharded_step, in_shardings=(replicated, NamedSharding(dp.mesh, PartitionSpec(DATA_AXIS))),
+                                         out_shardings=replicated, donate_argnums=0), dp, _metrics)
     return jax.jit(step, donate_argnums=0)
+
+
+def _metrics(out):
+    """A train step's metrics (its state is donated to the next step)."""
+    return out[1]
 
 
 @functools.cache
@@ -340,37 +347,67 @@ def _eval_step_for(dp: DataParallel, num_classes: int | None):
     from lstmjax.train import eval_step
 
     if dp.mode == "pmap":
-        return jax.pmap(functools.partial(eval_step, num_classes=num_classes, axis_name=DATA_AXIS),
-                        axis_name=DATA_AXIS, devices=dp.devices)
+        return _bounded_dispatch(jax.pmap(functools.partial(eval_step, num_classes=num_classes, axis_name=DATA_AXIS),
+                                          axis_name=DATA_AXIS, devices=dp.devices), dp)
     if dp.mode == "mesh":
         replicated = NamedSharding(dp.mesh, PartitionSpec())
-        return _one_at_a_time(jax.jit(functools.partial(eval_step, num_classes=num_classes),
-                                      in_shardings=(replicated, NamedSharding(dp.mesh, PartitionSpec(DATA_AXIS))),
-                                      out_shardings=replicated))
+        return _bounded_dispatch(jax.jit(functools.partial(eval_step, num_classes=num_classes),
+                                         in_shardings=(replicated, NamedSharding(dp.mesh, PartitionSpec(DATA_AXIS))),
+                                         out_shardings=replicated), dp)
     return jax.jit(functools.partial(eval_step, num_classes=num_classes))
 
 
 # --------------------------------------------------------------------------- several processes
 
 
-def _one_at_a_time(step):
-    """``step`` itself in one process; across several, a step that returns only once it has run.
+def _bounded_dispatch(step, dp: DataParallel, metrics_of=lambda out: out):
+    """``step`` with a bound on how far a loop can queue steps ahead of the devices (CPU only).
 
-    JAX dispatches asynchronously, so a loop can queue the next step on each local device before
-    the last one has finished. With several processes and several devices per process, XLA's CPU
-    runtime (gloo collectives) then deadlocked now and then: one local device waited inside the
-    gradient all-reduce while its neighbour could not start its part of the same step (seen in
-    about one run in four on 2 busy cores, 2 processes x 2 devices). Waiting for each step costs
-    only the overlap of Python dispatch with compute; the batch prefetch thread keeps running.
+    JAX dispatches asynchronously, so a loop can queue many steps on each device before the
+    first has run. XLA's CPU runtime, with several devices in one program, then deadlocks now
+    and then: one device never reaches the step's all-reduce ("Expected 8 threads to join the
+    rendezvous, but only 7 of them arrived"; after 40 s XLA aborts the process). In the native
+    stacks of a hung process, the runtime's launch threads all wait, inside launches of queued
+    steps, for those steps' inputs. Measured on 2 busy cores, 8 host devices: unbounded, the ``lstmjax train`` job
+    hung in about one run in four and a small synthetic step within 500 steps, also at 2
+    devices; with at most two steps in flight, 40,000 synthetic steps and every job ran through.
+
+    So on CPU devices, after dispatching step *n* this waits for step *n - 1*'s outputs (chosen
+    by ``metrics_of``; never the state, which step *n* donated): one step stays queued behind
+    the running one, which keeps the overlap of Python dispatch and batch transfer with compute.
+    With several processes (gloo collectives; the same deadlock seen in about one run in four,
+    2 processes x 2 devices) each step is waited for before the next is dispatched. One device,
+    or GPUs and TPUs: ``step`` itself.
     """
-    if jax.process_count() == 1:
+    if jax.process_count() > 1:
+        return _BoundedStep(step, metrics_of, in_flight=1)
+    if dp.num_devices == 1 or dp.devices[0].platform != "cpu":
         return step
+    return _BoundedStep(step, metrics_of, in_flight=2)
 
-    @functools.wraps(step)
-    def run(*args, **kwargs):
-        return jax.block_until_ready(step(*args, **kwargs))
 
-    return run
+class _BoundedStep:
+    """A step whose calls return once the call ``in_flight - 1`` before them has finished.
+
+    So at most ``in_flight`` calls are ever queued or running (``1``: each call waits for
+    itself). Everything else (``lower``, ``trace``, ...) is the wrapped step's.
+    """
+
+    def __init__(self, step, metrics_of, in_flight: int):
+        self.__wrapped__ = step
+        self._metrics_of = metrics_of
+        self._in_flight = in_flight
+        self._pending = collections.deque()
+
+    def __call__(self, *args, **kwargs):
+        out = self.__wrapped__(*args, **kwargs)
+        self._pending.append(self._metrics_of(out))
+        while len(self._pending) >= self._in_flight:
+            jax.block_until_ready(self._pending.popleft())
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.__wrapped__, name)
 
 
 def _copy(x):

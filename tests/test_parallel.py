@@ -174,6 +174,46 @@ def test_callers_state_survives_training(data, mode):
         dp.train_step()(dp.put_state(state), dp.put_batch(next(batches(train, 64, max_length=40))))
 
 
+def test_bounded_dispatch_waits_for_the_step_before_the_last(monkeypatch):
+    """On CPU devices a step returns once the step before it has finished (never the donated state)."""
+    from lstmjax import parallel
+
+    waited = []
+    monkeypatch.setattr(parallel.jax, "block_until_ready", lambda x: waited.append(x) or x)
+    calls = iter(range(100))
+
+    def fake_step(state, batch):
+        n = next(calls)
+        return f"state {n}", f"metrics {n}"
+
+    two = parallel._BoundedStep(fake_step, parallel._metrics, in_flight=2)
+    for i in range(3):
+        assert two(None, None) == (f"state {i}", f"metrics {i}")
+        assert waited == [f"metrics {j}" for j in range(i)]  # after step i: steps < i, never state
+    waited.clear()
+    one = parallel._BoundedStep(fake_step, parallel._metrics, in_flight=1)
+    one(None, None)
+    assert waited == ["metrics 3"]  # several processes: each step waits for itself
+
+
+@pytest.mark.parametrize("mode", ["pmap", "mesh"])
+def test_cpu_multi_device_steps_are_bounded(data, mode):
+    """The steps DataParallel hands out on several CPU devices are bounded; one device's is the jit itself."""
+    from lstmjax import parallel
+
+    train, _, vocab_size = data
+    dp = DataParallel.create(mode, 2)
+    step = dp.train_step()
+    assert isinstance(step, parallel._BoundedStep) and isinstance(dp.eval_step(2), parallel._BoundedStep)
+    state, batch = dp.put_state(_state(vocab_size, 0.0)), dp.put_batch(next(batches(train, 32, max_length=40)))
+    if mode == "mesh":
+        assert "all-reduce" in step.lower(state, batch).compile().as_text()  # the jit's own methods pass through
+    for _ in range(3):
+        state, m = step(state, batch)
+    assert np.isfinite(dp.get_metrics(m)["loss_sum"])
+    assert not isinstance(DataParallel.create("none").train_step(), parallel._BoundedStep)
+
+
 @pytest.mark.parametrize("cell,options", [
     ("lstm", {}), ("lstm", {"hoist_inputs": True}), ("lstm", {"remat_chunk": 4}), ("lstm", {"fused": False}),
     ("gru", {}), ("rnn", {}), ("lstm", {"bidirectional": True, "num_layers": 2}),
