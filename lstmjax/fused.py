@@ -120,6 +120,14 @@ def vary_like(tree, *refs):
     batch shard varies over the mesh axis. Outside ``shard_map`` (no varying axes) this returns
     ``tree`` unchanged.
 
+    Args:
+      tree: a pytree of arrays, any shapes and dtypes.
+      *refs: pytrees of arrays whose varying mesh axes ``tree`` should take on.
+
+    Returns:
+      ``tree``'s arrays with their shapes, dtypes and values unchanged, each cast
+      (``jax.lax.pcast(..., to="varying")``) over the axes it lacked.
+
     Example:
       >>> import jax, jax.numpy as jnp
       >>> from jax.sharding import Mesh, PartitionSpec as P
@@ -129,7 +137,8 @@ def vary_like(tree, *refs):
       ...     return jax.lax.scan(lambda h, x_t: (h + x_t, None), h0, x)[0]
       >>> jax.jit(jax.shard_map(total, mesh=mesh, in_specs=P(None, "data"), out_specs=P("data")))(jnp.ones((3, 2)))
       Array([3., 3.], dtype=float32)
-      >>> vary_like(jnp.zeros(2), jnp.ones(3)) is not None  # outside shard_map: unchanged
+      >>> z = jnp.zeros(2)
+      >>> vary_like(z, jnp.ones(3)) is z  # outside shard_map: the very same tree
       True
     """
     axes: set = set()

@@ -39,6 +39,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import operator
 import os
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -310,6 +311,9 @@ class DataParallel:
         return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, metrics)
 
 
+_METRICS = operator.itemgetter(1)  # a train step's (state, metrics) -> metrics; the state is donated
+
+
 @functools.cache
 def _train_step_for(dp: DataParallel, step_fn=None):
     from lstmjax.train import train_step
@@ -323,7 +327,7 @@ def _train_step_for(dp: DataParallel, step_fn=None):
     if dp.mode == "pmap":
         # No donation under pmap: measured 1.5-2.3x slower per step with it on CPU devices.
         return _bounded_dispatch(jax.pmap(functools.partial(step, axis_name=DATA_AXIS), axis_name=DATA_AXIS,
-                                          devices=dp.devices), dp, _metrics)
+                                          devices=dp.devices), dp, _METRICS)
     if dp.mode == "mesh":
         from lstmjax.fused import batch_sharded
 
@@ -333,13 +337,8 @@ def _train_step_for(dp: DataParallel, step_fn=None):
 
         replicated = NamedSharding(dp.mesh, PartitionSpec())
         return _bounded_dispatch(jax.jit(sharded_step, in_shardings=(replicated, NamedSharding(dp.mesh, PartitionSpec(DATA_AXIS))),
-                                         out_shardings=replicated, donate_argnums=0), dp, _metrics)
+                                         out_shardings=replicated, donate_argnums=0), dp, _METRICS)
     return jax.jit(step, donate_argnums=0)
-
-
-def _metrics(out):
-    """A train step's metrics (its state is donated to the next step)."""
-    return out[1]
 
 
 @functools.cache
@@ -357,9 +356,6 @@ def _eval_step_for(dp: DataParallel, num_classes: int | None):
     return jax.jit(functools.partial(eval_step, num_classes=num_classes))
 
 
-# --------------------------------------------------------------------------- several processes
-
-
 def _bounded_dispatch(step, dp: DataParallel, metrics_of=lambda out: out):
     """``step`` with a bound on how far a loop can queue steps ahead of the devices (CPU only).
 
@@ -368,9 +364,10 @@ def _bounded_dispatch(step, dp: DataParallel, metrics_of=lambda out: out):
     and then: one device never reaches the step's all-reduce ("Expected 8 threads to join the
     rendezvous, but only 7 of them arrived"; after 40 s XLA aborts the process). In the native
     stacks of a hung process, the runtime's launch threads all wait, inside launches of queued
-    steps, for those steps' inputs. Measured on 2 busy cores, 8 host devices: unbounded, the ``lstmjax train`` job
-    hung in about one run in four and a small synthetic step within 500 steps, also at 2
-    devices; with at most two steps in flight, 40,000 synthetic steps and every job ran through.
+    steps, for those steps' inputs. Measured on 2 busy cores, 8 host devices: unbounded, the
+    ``lstmjax train`` job hung in about one run in four, and a small synthetic step within 500
+    steps (also at 2 devices); with at most two steps in flight, 40,000 synthetic steps and 40
+    jobs ran through.
 
     So on CPU devices, after dispatching step *n* this waits for step *n - 1*'s outputs (chosen
     by ``metrics_of``; never the state, which step *n* donated): one step stays queued behind
@@ -408,6 +405,9 @@ class _BoundedStep:
 
     def __getattr__(self, name):
         return getattr(self.__wrapped__, name)
+
+
+# --------------------------------------------------------------------------- several processes
 
 
 def _copy(x):

@@ -186,12 +186,12 @@ def test_bounded_dispatch_waits_for_the_step_before_the_last(monkeypatch):
         n = next(calls)
         return f"state {n}", f"metrics {n}"
 
-    two = parallel._BoundedStep(fake_step, parallel._metrics, in_flight=2)
+    two = parallel._BoundedStep(fake_step, parallel._METRICS, in_flight=2)
     for i in range(3):
         assert two(None, None) == (f"state {i}", f"metrics {i}")
         assert waited == [f"metrics {j}" for j in range(i)]  # after step i: steps < i, never state
     waited.clear()
-    one = parallel._BoundedStep(fake_step, parallel._metrics, in_flight=1)
+    one = parallel._BoundedStep(fake_step, parallel._METRICS, in_flight=1)
     one(None, None)
     assert waited == ["metrics 3"]  # several processes: each step waits for itself
 
