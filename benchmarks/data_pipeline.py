@@ -15,8 +15,8 @@ import time
 import datasets as hf
 import numpy as np
 
-from lstmjax import batching as B
-from lstmjax.datasets import load_dataset
+from lstmjax.data import batching as B
+from lstmjax.data.loading import load_dataset
 
 DEFAULT = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 

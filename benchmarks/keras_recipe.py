@@ -115,7 +115,7 @@ def run_lstmjax(data, meta, seed: int, epochs: int, pre: bool) -> dict:
     state = create_train_state(model, jax.random.key(seed), make_optimizer("adam", LR))
     start = time.perf_counter()
     state, history = fit(state, train, epochs=epochs, batch_size=BATCH, validation_data=val, seed=seed,
-                         max_length=MAX_LEN, progress=False)
+                         max_length=MAX_LEN)
     jax.block_until_ready(state.params)
     seconds = time.perf_counter() - start
     report = evaluate(state, test, max_length=MAX_LEN)

@@ -2,7 +2,7 @@
 
     python benchmarks/overfitting.py [--fast] [--sst2] [--json overfitting.json]
 
-Table 1, for no remedy and each remedy (``lstmjax.run.train`` with that one option): train,
+Table 1, for no remedy and each remedy (``lstmjax.app.run.train`` with that one option): train,
 validation and test accuracy and the train–test gap (train accuracy is on the original training
 rows, not on augmented copies). Table 2, from the no-remedy model: one-shot global magnitude
 pruning to 0/50/80/90/95 % sparsity (no fine-tuning), gradual pruning to 90 % during training,
@@ -32,12 +32,13 @@ import flax.serialization
 import jax
 import numpy as np
 
-from lstmjax import compression
-from lstmjax.batching import batches
-from lstmjax.config import Config
-from lstmjax.datasets import builtin_data_dir
-from lstmjax.loop import evaluate
-from lstmjax.run import Predictor, train
+from lstmjax import compress as compression
+from lstmjax.data.batching import batches
+from lstmjax.app.config import Config
+from lstmjax.data.loading import builtin_data_dir
+from lstmjax.training.loop import evaluate
+from lstmjax.app.predictor import Predictor
+from lstmjax.app.run import train
 
 SST2 = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 
@@ -100,7 +101,7 @@ def remedies_table(base: Config, workdir: pathlib.Path, cache: str, log) -> tupl
         config = base.replace(**changes)
         run_dir = workdir / f"run-{len(rows)}"
         started = time.perf_counter()
-        result = train(config, run_dir, cache_dir=cache, log=lambda *a: None, progress=False)
+        result = train(config, run_dir, cache_dir=cache, log=lambda *a: None)
         g = result.metrics["generalization"]
         row = {"remedy": name, "changes": changes, "train": g["train_accuracy"],
                "validation": g.get("validation_accuracy"), "test": g["test_accuracy"], "gap": g["train_test_gap"],
@@ -116,8 +117,8 @@ def remedies_table(base: Config, workdir: pathlib.Path, cache: str, log) -> tupl
 
 
 def compression_table(base: Config, plain_dir: pathlib.Path, workdir: pathlib.Path, cache: str, log) -> list[dict]:
-    from lstmjax.batching import prepare
-    from lstmjax.datasets import load_dataset
+    from lstmjax.data.batching import prepare
+    from lstmjax.data.loading import load_dataset
 
     predictor = Predictor(plain_dir)
     files, state = predictor.files, predictor.state

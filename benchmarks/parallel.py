@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from lstmjax import TextClassifier  # noqa: E402
 from lstmjax.parallel import DataParallel  # noqa: E402
-from lstmjax.train import create_train_state, make_optimizer  # noqa: E402
+from lstmjax.training.state import create_train_state, make_optimizer  # noqa: E402
 
 
 def random_batch(rng: np.random.Generator, batch_size: int, seq_len: int, vocab_size: int) -> dict:

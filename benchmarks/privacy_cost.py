@@ -4,10 +4,10 @@
 
 Prints, measured side by side on this machine:
 
-* secret-shared aggregation (:func:`lstmjax.secure.secure_sum` on the host and
-  :func:`lstmjax.secure.secure_sum_across_devices` over ``--workers`` simulated CPU devices) of a
+* secret-shared aggregation (:func:`lstmjax.privacy.secure.secure_sum` on the host and
+  :func:`lstmjax.parallel.secure.secure_sum_across_devices` over ``--workers`` simulated CPU devices) of a
   real TextClassifier's gradients, against ``np.sum``: seconds and the ratio;
-* Paillier (:func:`lstmjax.encrypted.he_cost`) per value at each key size, and the ratio of an
+* Paillier (:func:`lstmjax.privacy.encrypted.he_cost`) per value at each key size, and the ratio of an
   encryption to a float addition;
 * CKKS (``tenseal``, when installed): the encrypted dense layer and the bytes of one ciphertext.
 
@@ -34,8 +34,9 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from lstmjax import TextClassifier  # noqa: E402
-from lstmjax.encrypted import ckks_inference, he_cost  # noqa: E402
-from lstmjax.secure import secure_sum, secure_sum_across_devices  # noqa: E402
+from lstmjax.privacy.encrypted import ckks_inference, he_cost  # noqa: E402
+from lstmjax.privacy.secure import secure_sum
+from lstmjax.parallel.secure import secure_sum_across_devices  # noqa: E402
 
 
 def timed(fn, repeat=3):

@@ -20,7 +20,8 @@ CHILD = r"""
 import json, resource, sys, time
 import jax, jax.numpy as jnp, numpy as np
 from lstmjax import TextClassifier
-from lstmjax.train import create_train_state, make_optimizer, train_step
+from lstmjax.training.state import create_train_state, make_optimizer
+from lstmjax.training.steps import train_step
 T, B, chunk = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 model = TextClassifier(20000, 2, remat_chunk=chunk or None)
 state = create_train_state(model, jax.random.key(0), make_optimizer())

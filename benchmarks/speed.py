@@ -153,7 +153,7 @@ class _LstmjaxImpl(_Impl):
 
     def _trainer(self, lr: float, ids, labels):
         import numpy as np
-        from lstmjax.train import create_train_state, make_optimizer
+        from lstmjax.training.state import create_train_state, make_optimizer
 
         dp = self._parallel()
         state = dp.put_state(create_train_state(self._model(), self.jax.random.key(0), make_optimizer("adam", lr)))
@@ -170,7 +170,7 @@ class _LstmjaxImpl(_Impl):
 
     def _inferrer(self, ids):
         import numpy as np
-        from lstmjax.train import create_train_state, make_optimizer
+        from lstmjax.training.state import create_train_state, make_optimizer
 
         jax = self.jax
         model = self._model()

@@ -12,7 +12,7 @@ import sys
 
 DOCS = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS / "_ext"))
-os.environ.setdefault("KERAS_BACKEND", "jax")  # autodoc imports lstmjax.interop
+os.environ.setdefault("KERAS_BACKEND", "jax")  # autodoc imports lstmjax.nn.interop
 
 import lstmjax  # noqa: E402
 

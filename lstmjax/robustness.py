@@ -51,7 +51,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax.vocab import PAD_ID, UNK_ID
+from lstmjax.data.vocab import PAD_ID, UNK_ID
+from lstmjax.nn.scan import length_mask
 
 __all__ = [
     "AttackResult",
@@ -328,8 +329,7 @@ def _attack_step(apply_fn, params, candidates, ids, lengths, labels, changed, do
     k = candidates.shape[1]
     cand = candidates[ids]  # (B, T, K)
     positions = jnp.arange(t, dtype=jnp.int32)
-    allowed = ((cand >= 0) & (cand != ids[..., None])
-               & (positions[None, :, None] < lengths[:, None, None])
+    allowed = ((cand >= 0) & (cand != ids[..., None]) & length_mask(lengths, t)[..., None]
                & ~changed[..., None] & ~done[:, None, None])  # (B, T, K)
     at = positions[:, None] == positions[None, :]  # (T_sub, T)
     variants = jnp.where(at[None, :, None, :], cand[:, :, :, None], ids[:, None, None, :])  # (B, T, K, T)
@@ -394,10 +394,23 @@ def greedy_substitution_attack(
       >>> r.attacked.tolist(), bool((r.substitutions <= 2).all())
       ([True, True], True)
     """
-    ids = np.asarray(token_ids)
-    lengths = np.asarray(lengths)
-    labels = np.asarray(labels)
-    candidates = np.asarray(candidates)
+    ids, lengths, labels, candidates = _checked_attack_inputs(apply_fn, params, token_ids, lengths, labels,
+                                                              candidates, budget, batch_size)
+    n, t = ids.shape
+    cand = jnp.asarray(candidates, jnp.int32)
+    bs = min(batch_size, max(n, 1))
+    parts = [_attack_batch(apply_fn, params, cand, ids, lengths, labels, start, min(start + bs, n), bs, budget)
+             for start in range(0, n, bs)]
+    if not parts:  # no examples: empty arrays of the right dtypes
+        return AttackResult(np.zeros((0, t), np.int32), np.zeros(0, np.int32), np.zeros(0, bool), np.zeros(0, bool),
+                            np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32),
+                            np.zeros(0, np.float32))
+    return AttackResult(*(np.concatenate(field) for field in zip(*parts)))
+
+
+def _checked_attack_inputs(apply_fn, params, token_ids, lengths, labels, candidates, budget, batch_size):
+    """The attack's arrays as ``<int32>`` NumPy, every shape, range and label checked (a clear error otherwise)."""
+    ids, lengths, labels, candidates = map(np.asarray, (token_ids, lengths, labels, candidates))
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"token_ids must be <int32>[batch, time]; got {ids.dtype}{list(ids.shape)}")
     n, t = ids.shape
@@ -421,39 +434,28 @@ def greedy_substitution_attack(
         if labels.min() < 0 or labels.max() >= num_classes:
             bad = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
             raise ValueError(f"labels[{bad}] = {int(labels[bad])} is not a class of this {num_classes}-class model")
-    cand = jnp.asarray(candidates, jnp.int32)
-    out = {key: [] for key in AttackResult._fields}
-    bs = min(batch_size, max(n, 1))
-    for start in range(0, n, bs):
-        stop = min(start + bs, n)
-        pad = bs - (stop - start)
+    return ids, lengths, labels, candidates
 
-        def padded(x):
-            return np.concatenate([x[start:stop], np.zeros((pad, *x.shape[1:]), x.dtype)])
 
-        b_ids, b_len, b_lab = padded(ids), padded(lengths), padded(labels)
-        p0, pred0 = _true_probs(apply_fn, params, b_ids, b_len, b_lab)
-        attacked = (pred0 == b_lab) & (jnp.arange(bs) < stop - start)
-        state = (jnp.asarray(b_ids), jnp.zeros((bs, t), bool), ~attacked, jnp.zeros(bs, jnp.int32), p0, pred0)
-        for _ in range(budget):
-            if bool(state[2].all()):
-                break
-            state = _attack_step(apply_fn, params, cand, state[0], b_len, b_lab, *state[1:])
-        adv_ids, _, _, subs, p_adv, pred_adv = state
-        keep = slice(0, stop - start)
-        out["token_ids"].append(np.asarray(adv_ids)[keep])
-        out["substitutions"].append(np.asarray(subs)[keep])
-        out["flipped"].append(np.asarray(attacked & (pred_adv != b_lab))[keep])
-        out["attacked"].append(np.asarray(attacked)[keep])
-        out["original_pred"].append(np.asarray(pred0)[keep])
-        out["adversarial_pred"].append(np.asarray(pred_adv)[keep])
-        out["original_prob"].append(np.asarray(p0)[keep])
-        out["adversarial_prob"].append(np.asarray(p_adv)[keep])
-    empty = {"token_ids": np.zeros((0, t), np.int32), "substitutions": np.zeros(0, np.int32),
-             "flipped": np.zeros(0, bool), "attacked": np.zeros(0, bool), "original_pred": np.zeros(0, np.int32),
-             "adversarial_pred": np.zeros(0, np.int32), "original_prob": np.zeros(0, np.float32),
-             "adversarial_prob": np.zeros(0, np.float32)}
-    return AttackResult(**{key: np.concatenate(v) if v else empty[key] for key, v in out.items()})
+def _attack_batch(apply_fn, params, cand, ids, lengths, labels, start: int, stop: int, size: int, budget: int):
+    """Rows ``start:stop``, padded to ``size`` rows (one shape, compiled once), attacked ``budget`` steps;
+    returns the :class:`AttackResult` fields for those rows."""
+    pad = size - (stop - start)
+
+    def padded(x):
+        return np.concatenate([x[start:stop], np.zeros((pad, *x.shape[1:]), x.dtype)])
+
+    b_ids, b_len, b_lab = padded(ids), padded(lengths), padded(labels)
+    p0, pred0 = _true_probs(apply_fn, params, b_ids, b_len, b_lab)
+    attacked = (pred0 == b_lab) & (jnp.arange(size) < stop - start)
+    state = (jnp.asarray(b_ids), jnp.zeros(b_ids.shape, bool), ~attacked, jnp.zeros(size, jnp.int32), p0, pred0)
+    for _ in range(budget):
+        if bool(state[2].all()):
+            break
+        state = _attack_step(apply_fn, params, cand, state[0], b_len, b_lab, *state[1:])
+    adv_ids, _, _, subs, p_adv, pred_adv = state
+    fields = (adv_ids, subs, attacked & (pred_adv != b_lab), attacked, pred0, pred_adv, p0, p_adv)
+    return tuple(np.asarray(f)[: stop - start] for f in fields)
 
 
 def attack_examples(result: AttackResult, original_ids: Any, lengths: Any, vocab: Any, *,

@@ -13,7 +13,7 @@ import numpy as np
 
 from lstmjax import TextClassifier
 from lstmjax.parallel import DataParallel, initialize_distributed
-from lstmjax.train import create_train_state, make_optimizer
+from lstmjax.training.state import create_train_state, make_optimizer
 
 MODEL = TextClassifier(vocab_size=50, num_classes=3, embed_dim=8, hidden_size=8, embed_dropout=0.2)
 GLOBAL_BATCH, STEPS = 12, 3

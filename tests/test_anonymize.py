@@ -5,7 +5,7 @@ import datetime
 import datasets
 import pytest
 
-from lstmjax.anonymization import KINDS, anonymize, anonymize_dataset, is_valid_cn_id, luhn_valid
+from lstmjax.data.anonymize import KINDS, anonymize, anonymize_dataset, is_valid_cn_id, luhn_valid
 
 
 def _kinds(text):

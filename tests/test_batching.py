@@ -7,10 +7,10 @@ import datasets as hf
 import numpy as np
 import pytest
 
-from lstmjax import batching as B
-from lstmjax import datasets as D
-from lstmjax.tokenizers import get_tokenizer
-from lstmjax.vocab import Vocab
+from lstmjax.data import batching as B
+from lstmjax.data import loading as D
+from lstmjax.data.tokenizer import get_tokenizer
+from lstmjax.data.vocab import Vocab
 
 
 @pytest.mark.parametrize("padding", ["pre", "post"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from lstmjax import cells
+from lstmjax.nn import cells
 
 F, H, B = 3, 5, 4
 

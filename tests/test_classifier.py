@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lstmjax
-from lstmjax.classifier import pool
+from lstmjax.nn.classifier import pool
 
 IDS = jnp.array([[5, 7, 9, 2, 0, 0], [3, 4, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], jnp.int32)
 LENGTHS = jnp.array([4, 2, 0], jnp.int32)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lstmjax.cli import main
+from lstmjax.app.cli import main
 
 SMALL = ["--epochs", "1", "--hidden", "8", "--embed-dim", "8", "--max-len", "24", "--vocab-size", "2000",
          "--batch-size", "64"]
@@ -91,8 +91,8 @@ def test_empty_dataset(tmp_path, capsys):
 
 
 def test_training_failure_exit_status(monkeypatch, capsys):
-    from lstmjax import run
-    from lstmjax.loop import TrainingError
+    from lstmjax.app import run
+    from lstmjax.training.loop import TrainingError
 
     def diverge(*args, **kwargs):
         raise TrainingError("the training loss became nan in epoch 1 (step 3)")

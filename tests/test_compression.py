@@ -1,4 +1,4 @@
-"""Tests of :mod:`lstmjax.compression`: magnitude pruning and int8 quantisation."""
+"""Tests of :mod:`lstmjax.compress`: magnitude pruning and int8 quantisation."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,8 @@ import optax
 import pytest
 
 from lstmjax import TextClassifier, batches, create_train_state, load_dataset, make_optimizer, prepare, train_step
-from lstmjax import compression as C
+from lstmjax import compress as C
+from lstmjax.nn.params import leaves_with_paths
 
 MATRICES = ["dense/kernel", "embedding/embedding", "recurrent/layer_0_forward/W_h", "recurrent/layer_0_forward/W_x"]
 
@@ -25,14 +26,7 @@ def _params(key=0, **kw):
 
 
 def _named(tree):
-    return {C._path_name(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def _batch(key, batch=8, time=6, vocab=50, classes=3):
-    k1, k2 = jax.random.split(key)
-    return {"token_ids": jax.random.randint(k1, (batch, time), 1, vocab, jnp.int32),
-            "lengths": jnp.full((batch,), time, jnp.int32),
-            "labels": jax.random.randint(k2, (batch,), 0, classes, jnp.int32)}
+    return dict(leaves_with_paths(tree))
 
 
 # ------------------------------------------------------------------------------------------ pruning
@@ -83,23 +77,23 @@ def test_include_predicate_selects_leaves():
     assert not bool(named["recurrent/layer_0_forward/W_h"].all())
 
 
-def _train(tx, params, steps=15):
+def _train(tx, params, make_batch, steps=15):
     state = create_train_state(_model(), jax.random.key(0), tx).replace(params=params)
     step = jax.jit(train_step)
     for i in range(steps):
-        state, _ = step(state, _batch(jax.random.key(i)), jax.random.key(100 + i))
+        state, _ = step(state, make_batch(i, n=8, t=6, vocab=50), jax.random.key(100 + i))
     return state
 
 
-def test_pruned_weights_stay_zero_under_adam():
+def test_pruned_weights_stay_zero_under_adam(make_batch):
     """With ``keep_pruned_zero`` chained after Adam, pruned weights are exactly 0 after 15 steps;
     without it Adam moves them (so this test can fail)."""
     state0 = create_train_state(_model(), jax.random.key(0), make_optimizer("adam", 1e-2))
     masks = C.magnitude_masks(state0.params, 0.7)
     pruned = C.apply_masks(state0.params, masks)
 
-    kept = _train(optax.chain(make_optimizer("adam", 1e-2), C.keep_pruned_zero(masks)), pruned)
-    free = _train(make_optimizer("adam", 1e-2), pruned)
+    kept = _train(optax.chain(make_optimizer("adam", 1e-2), C.keep_pruned_zero(masks)), pruned, make_batch)
+    free = _train(make_optimizer("adam", 1e-2), pruned, make_batch)
 
     for k in MATRICES:
         m = np.asarray(_named(masks)[k])
@@ -120,7 +114,7 @@ def test_polynomial_schedule_values():
     np.testing.assert_allclose([float(with_initial(0)), float(with_initial(10))], [0.2, 0.8], atol=1e-6)
 
 
-def test_gradual_pruning_during_training():
+def test_gradual_pruning_during_training(make_batch):
     """``prune_step`` every step along the schedule: the sparsity never falls, a weight once pruned
     stays pruned, and the final sparsity is the target exactly."""
     sched = C.polynomial_sparsity_schedule(0.8, begin_step=2, end_step=12)
@@ -138,7 +132,7 @@ def test_gradual_pruning_during_training():
         pruned_count = sum(int((~m).sum()) for m in jax.tree.leaves(new_masks))
         assert pruned_count == round(float(sched(new_state.step)) * total) >= previous
         previous, masks = pruned_count, new_masks
-        state, _ = step(new_state, _batch(jax.random.key(i)), jax.random.key(100 + i))
+        state, _ = step(new_state, make_batch(i, n=8, t=6, vocab=50), jax.random.key(100 + i))
         for k in MATRICES:
             assert np.all(np.asarray(_named(state.params)[k])[~np.asarray(_named(masks)[k])] == 0.0)
     assert C.sparsity(state.params)["zeros"] >= round(0.8 * total)

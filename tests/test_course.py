@@ -182,7 +182,7 @@ def _keras_model(mask_zero):
 
 
 def _unknown_share(per_review):
-    from lstmjax.vocab import UNK_ID
+    from lstmjax.data.vocab import UNK_ID
 
     def fn(prepared, split):
         rows = [np.asarray(r, np.int64) for r in prepared[split]["token_ids"][:]]
@@ -195,14 +195,13 @@ def _unknown_share(per_review):
 
 def _history():
     from lstmjax import TextClassifier
-    from lstmjax.loop import fit
-    from lstmjax.train import create_train_state, make_optimizer
+    from lstmjax.training import EarlyStopping, create_train_state, fit, make_optimizer
 
     data = {"token_ids": [[2, 3], [4, 5], [2, 2, 3], [4]] * 4, "label": [0, 1, 0, 1] * 4}
     state = create_train_state(TextClassifier(10, 2, embed_dim=4, hidden_size=4), jax.random.key(0),
                                make_optimizer("adam", 0.05))
-    return fit(state, data, epochs=3, batch_size=8, validation_data=data, progress=False, patience=2,
-               monitor="loss")[1]
+    return fit(state, data, epochs=3, batch_size=8, validation_data=data,
+               callbacks=[EarlyStopping(2, monitor="loss")])[1]
 
 
 def _history_without_patience():
@@ -247,8 +246,8 @@ def _allreduce_values(V=20000, E=128, H=128, C=2):
 
 
 def _waste(sort):
-    from lstmjax.batching import batches, prepare
-    from lstmjax.datasets import load_dataset
+    from lstmjax.data.batching import batches, prepare
+    from lstmjax.data.loading import load_dataset
 
     train = prepare(load_dataset("builtin", cache_dir=tempfile.mkdtemp()), "english", min_freq=2)["train"]
 
@@ -260,15 +259,15 @@ def _waste(sort):
 
 
 def _bpe_prepared():
-    from lstmjax.batching import prepare
-    from lstmjax.datasets import load_dataset
-    from lstmjax.tokenizers import get_tokenizer
+    from lstmjax.data.batching import prepare
+    from lstmjax.data.loading import load_dataset
+    from lstmjax.data.tokenizer import get_tokenizer
 
     return prepare(load_dataset("builtin", cache_dir=tempfile.mkdtemp()), get_tokenizer("bpe", vocab_size=4000))
 
 
 def _wrong_bpe():
-    from lstmjax.tokenizers import get_tokenizer
+    from lstmjax.data.tokenizer import get_tokenizer
 
     return types.SimpleNamespace(tokenizer=get_tokenizer("english"))  # prepared with word tokens
 

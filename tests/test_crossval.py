@@ -7,8 +7,8 @@ from sklearn.model_selection import StratifiedKFold
 
 import lstmjax
 from lstmjax import TextClassifier
-from lstmjax.crossval import cross_validate, stratified_kfold
-from lstmjax.train import create_train_state, make_optimizer
+from lstmjax.training.crossval import cross_validate, stratified_kfold
+from lstmjax.training.state import create_train_state, make_optimizer
 
 
 def _data(seed=0, n=24):
@@ -54,7 +54,7 @@ def test_cross_validate_mean_and_std():
     model = TextClassifier(vocab_size=30, num_classes=3, embed_dim=4, hidden_size=4)
     tx = make_optimizer("adam", 2e-2)
     cv = cross_validate(lambda f: create_train_state(model, jax.random.key(f), tx), data, k=3, epochs=1,
-                        batch_size=6, progress=False)
+                        batch_size=6)
     assert len(cv["folds"]) == 3 and sum(r["support"] for r in cv["folds"]) == 18
     for metric in ("accuracy", "f1", "loss"):
         values = [r[metric] for r in cv["folds"]]
@@ -75,7 +75,7 @@ def test_augmented_copies_follow_their_original_row():
     def make_state(f):
         return create_train_state(model, jax.random.key(f), make_optimizer())
 
-    import lstmjax.loop as loop
+    import lstmjax.training.loop as loop
 
     real_fit = loop.fit
 
@@ -85,7 +85,7 @@ def test_augmented_copies_follow_their_original_row():
 
     loop.fit = spy_fit
     try:
-        cv = cross_validate(make_state, aug, k=3, epochs=1, batch_size=8, origin=origin, progress=False)
+        cv = cross_validate(make_state, aug, k=3, epochs=1, batch_size=8, origin=origin)
     finally:
         loop.fit = real_fit
     assert sum(r["support"] for r in cv["folds"]) == 12  # only originals are held out

@@ -7,7 +7,7 @@ import datasets as hf
 import numpy as np
 import pytest
 
-from lstmjax import datasets as D
+from lstmjax.data import loading as D
 
 
 def write_folder(folder: pathlib.Path, rows_by_split, labels=("neg", "pos")):

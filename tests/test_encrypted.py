@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("phe")
 
 from lstmjax import TextClassifier  # noqa: E402
-from lstmjax.encrypted import (  # noqa: E402
+from lstmjax.privacy.encrypted import (  # noqa: E402
     DEFAULT_PRECISION,
     decrypt_vector,
     encrypt_vector,
@@ -111,7 +111,7 @@ def test_cost_is_measured(keys):
 
 def test_ckks_dense_layer_approximates_plaintext():
     pytest.importorskip("tenseal")
-    from lstmjax.encrypted import ckks_inference
+    from lstmjax.privacy.encrypted import ckks_inference
 
     rng = np.random.default_rng(0)
     h, kernel, bias = rng.normal(size=(2, 8)), rng.normal(size=(8, 3)), rng.normal(size=3)

@@ -7,18 +7,10 @@ import pytest
 
 from lstmjax import TextClassifier
 
-from lstmjax.ensemble import (
-    create_ensemble,
-    ensemble_evaluate,
-    ensemble_fit,
-    ensemble_logits,
-    ensemble_member,
-    ensemble_predict_proba,
-    ensemble_train_step,
-    member_keys,
-)
-from lstmjax.loop import evaluate, fit
-from lstmjax.train import create_train_state, make_optimizer, train_step
+from lstmjax.training.ensemble import create_ensemble, ensemble_evaluate, ensemble_fit, ensemble_logits, ensemble_member, ensemble_predict_proba, ensemble_train_step, member_keys
+from lstmjax.training.loop import evaluate, fit
+from lstmjax.training.state import create_train_state, make_optimizer
+from lstmjax.training.steps import train_step
 
 K = 3
 # dropout everywhere, so each member's own dropout key matters
@@ -26,13 +18,6 @@ MODEL = TextClassifier(vocab_size=30, num_classes=3, embed_dim=8, hidden_size=8,
                        embed_dropout=0.2, output_dropout=0.1)
 
 
-def _batch(seed=0, n=6, t=5):
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, t + 1, n).astype(np.int32)
-    ids = rng.integers(2, 30, (n, t)).astype(np.int32)
-    ids[np.arange(t)[None] >= lengths[:, None]] = 0
-    return {"token_ids": jnp.asarray(ids), "lengths": jnp.asarray(lengths),
-            "labels": jnp.asarray(rng.integers(0, 3, n).astype(np.int32))}
 
 
 def _data(seed=0, n=24):
@@ -54,13 +39,13 @@ def _keys():
 _create = jax.jit(create_train_state, static_argnums=(0, 2))
 
 
-def test_members_train_in_one_program_and_match_alone():
+def test_members_train_in_one_program_and_match_alone(make_batch):
     tx = make_optimizer("adam", 1e-2)
     state = create_ensemble(MODEL, _keys(), tx)
     assert state.step.shape == (K,) and state.params["dense"]["kernel"].shape == (K, 8, 3)
     step = jax.jit(ensemble_train_step)
     for i in range(3):
-        state, m = step(state, _batch(i), member_keys(state))
+        state, m = step(state, make_batch(i), member_keys(state))
     assert step._cache_size() == 1  # one compiled program for all K members and all steps
     assert m["loss_sum"].shape == (K,) and state.step.tolist() == [3] * K
 
@@ -69,7 +54,7 @@ def test_members_train_in_one_program_and_match_alone():
     for k in range(K):
         alone = _create(MODEL, _keys()[k], tx)
         for i in range(3):
-            alone, m_alone = alone_step(alone, _batch(i), jax.random.fold_in(alone.rng, alone.step))
+            alone, m_alone = alone_step(alone, make_batch(i), jax.random.fold_in(alone.rng, alone.step))
         _assert_tree_close(ensemble_member(state, k).params, alone.params)
         _assert_tree_close(ensemble_member(state, k).opt_state, alone.opt_state)
         np.testing.assert_allclose(float(m["loss_sum"][k]), float(m_alone["loss_sum"]), rtol=1e-5)
@@ -88,9 +73,9 @@ def test_bad_keys_shape():
         create_ensemble(MODEL, jax.random.key(0), make_optimizer())
 
 
-def test_average_is_mean_of_member_softmax():
+def test_average_is_mean_of_member_softmax(make_batch):
     state = create_ensemble(MODEL, _keys(), make_optimizer())
-    batch = _batch(1)
+    batch = make_batch(1)
     logits = jax.jit(ensemble_logits)(state, batch)
     assert logits.shape == (K, 6, 3) and logits.dtype == jnp.float32
     for k in range(K):
@@ -108,8 +93,7 @@ def test_fit_matches_loop_fit_per_member():
     state, history = ensemble_fit(initial, data, epochs=2, batch_size=8, seed=3)
     assert len(history["loss"]) == 2 and len(history["loss"][0]) == K
     for k in (K - 1,):
-        alone, h = fit(_create(MODEL, _keys()[k], tx), data, epochs=2, batch_size=8, seed=3,
-                       progress=False)
+        alone, h = fit(_create(MODEL, _keys()[k], tx), data, epochs=2, batch_size=8, seed=3)
         _assert_tree_close(ensemble_member(state, k).params, alone.params)
         np.testing.assert_allclose(history["loss"][-1][k], h["loss"][-1], rtol=1e-5)
 

@@ -1,4 +1,4 @@
-"""The fused LSTM loop (lstmjax.fused) against autodiff of scan_cell: values and gradients.
+"""The fused LSTM loop (lstmjax.nn.fused) against autodiff of scan_cell: values and gradients.
 
 In float64 the two must agree to ~1e-12 (same maths, different order of the gradient sums);
 in float32 to float rounding. Covers lengths (including 0 and full), an initial state,
@@ -12,9 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstmjax import LSTM, TextClassifier, cells
-from lstmjax.fused import lstm_scan
-from lstmjax.layers import scan_cell
+from lstmjax import LSTM, TextClassifier
+from lstmjax.nn import cells
+from lstmjax.nn.fused import lstm_scan
+from lstmjax.nn.scan import scan_cell
 
 
 def _problem(dtype, B=4, T=7, F=3, H=5, seed=0):
@@ -105,8 +106,8 @@ def test_bfloat16_matmuls_close_but_not_equal():
 
 def test_weight_grads_modes_agree_in_float32_at_batch_64():
     """The two places to sum the weight gradients give the same numbers at a batch where "auto" picks "loop";
-    under ``batch_sharded`` "auto" picks "after"; a bad mode is refused."""
-    from lstmjax.fused import LOOP_WEIGHT_GRADS_MIN_BATCH, _resolve_weight_grads, batch_sharded
+    traced under a mesh that may split the batch, "auto" picks "after"; a bad mode is refused."""
+    from lstmjax.nn.fused import LOOP_WEIGHT_GRADS_MIN_BATCH, _resolve_weight_grads
 
     B = LOOP_WEIGHT_GRADS_MIN_BATCH
     p, x, carry = _problem(jnp.float32, B=B, T=9, F=6, H=8, seed=3)
@@ -117,7 +118,8 @@ def test_weight_grads_modes_agree_in_float32_at_batch_64():
         for a, b in zip(jax.tree.leaves(grads[mode]), jax.tree.leaves(grads["after"])):
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
     assert _resolve_weight_grads("auto", B) == "loop" and _resolve_weight_grads("auto", B - 1) == "after"
-    with batch_sharded():
+    mesh = jax.make_mesh((2,), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=jax.devices()[:2])
+    with jax.set_mesh(mesh):
         assert _resolve_weight_grads("auto", B) == "after" and _resolve_weight_grads("loop", B) == "loop"
     with pytest.raises(ValueError, match="weight_grads must be"):
         lstm_scan(p, x, carry, weight_grads="inside")
@@ -173,7 +175,7 @@ def test_classifier_train_gradients_fused_equal_reference():
 @pytest.mark.parametrize("kind", ["gru", "lstm_masked"])
 def test_remat_scan_cell_equals_scan_cell(kind):
     """The generic checkpointed loop (GRU; and the LSTM's fallback path) gives scan_cell's gradients."""
-    from lstmjax.fused import remat_scan_cell
+    from lstmjax.nn.scan import remat_scan_cell
 
     x = jax.random.normal(jax.random.key(0), (3, 10, 4))
     lengths = jnp.array([10, 4, 0], jnp.int32)
@@ -217,24 +219,24 @@ def test_cli_reexecs_train_with_malloc_tunables(monkeypatch):
     import os
     import platform
 
-    from lstmjax import cli
+    from lstmjax.app import allocator as cli
 
     calls = []
     monkeypatch.setattr(os, "execve", lambda exe, args, env: calls.append((args, env)))
     monkeypatch.setattr("sys.argv", ["lstmjax", "train", "--epochs", "1"])
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     monkeypatch.delenv("LSTMJAX_NO_REEXEC", raising=False)
-    cli._reexec_with_malloc_tunables(["train"])  # called from Python with arguments: no restart
+    cli.reexec_with_malloc_tunables(["train"])  # called from Python with arguments: no restart
     assert calls == []
-    cli._reexec_with_malloc_tunables(None)
+    cli.reexec_with_malloc_tunables(None)
     if platform.libc_ver()[0] == "glibc" and os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"):
         (args, env), = calls
         assert args[1:] == ["-m", "lstmjax", "train", "--epochs", "1"]
         assert env["GLIBC_TUNABLES"] == cli.MALLOC_TUNABLES and env["LSTMJAX_NO_REEXEC"] == "1"
     calls.clear()
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")  # the user's own setting is kept
-    cli._reexec_with_malloc_tunables(None)
+    cli.reexec_with_malloc_tunables(None)
     monkeypatch.delenv("GLIBC_TUNABLES")
     monkeypatch.setenv("LSTMJAX_NO_REEXEC", "1")
-    cli._reexec_with_malloc_tunables(None)
+    cli.reexec_with_malloc_tunables(None)
     assert calls == []

@@ -1,4 +1,4 @@
-"""Attributions and gate traces (lstmjax.interpret) against captum, the model itself, and their own laws."""
+"""Attributions and gate traces (lstmjax.explain) against captum, the model itself, and their own laws."""
 
 import functools
 import io
@@ -9,18 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstmjax import TextClassifier, interop
-from lstmjax.interpret import (
-    HighlightedText,
-    format_explanation,
-    gate_traces,
-    gradient_x_input,
-    integrated_gradients,
-    integration_points,
-    plot_gates,
-    render_ansi,
-    render_html,
-)
+from lstmjax import TextClassifier
+from lstmjax.nn import interop
+from lstmjax.explain import HighlightedText, format_explanation, gate_traces, gradient_x_input, integrated_gradients, integration_points, plot_gates, render_ansi, render_html
 
 IDS = np.array([[5, 9, 3, 17, 2, 8], [4, 12, 7, 0, 0, 0], [11, 0, 0, 0, 0, 0]], np.int32)
 LENGTHS = np.array([6, 3, 1], np.int32)
@@ -267,7 +258,7 @@ def test_bad_input(kwargs, error, message):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from lstmjax.cli import main
+    from lstmjax.app.cli import main
 
     out = tmp_path_factory.mktemp("explain") / "run"
     small = ["--epochs", "1", "--hidden", "8", "--embed-dim", "8", "--max-len", "16", "--vocab-size", "800",
@@ -277,16 +268,16 @@ def run_dir(tmp_path_factory):
 
 
 def test_explain_command(run_dir, capsys, monkeypatch):
-    from lstmjax.cli import main
-    from lstmjax.interpret import explain
-    from lstmjax.run import Predictor
+    from lstmjax.app.cli import main
+    from lstmjax.explain import explain_texts
+    from lstmjax.app.predictor import Predictor
 
     capsys.readouterr()
     monkeypatch.setenv("NO_COLOR", "1")
     assert main(["explain", str(run_dir), "a gorgeous, moving film", "a <dull> mess"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and "\x1b" not in "".join(lines)
-    expected = explain(Predictor(run_dir), ["a gorgeous, moving film", "a <dull> mess"])
+    expected = explain_texts(Predictor(run_dir), ["a gorgeous, moving film", "a <dull> mess"])
     for head, body, e in zip(lines[::2], lines[1::2], expected):
         assert head.startswith(e.label) and f"{e.label} {e.probabilities[e.label]:.3f}" in head
         assert body.strip() == format_explanation(e, color=False).splitlines()[1].strip()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import lstmjax
-from lstmjax import cells
-from lstmjax.layers import reverse_sequences, scan_cell
+from lstmjax.nn import cells
+from lstmjax.nn.scan import reverse_sequences, scan_cell
 
 B, T, F, H = 4, 6, 3, 5
 LENGTHS = np.array([6, 3, 0, 1], np.int32)  # full, middle, empty, one

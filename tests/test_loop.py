@@ -9,12 +9,14 @@ import pytest
 from sklearn import metrics as skm
 
 from lstmjax import TextClassifier
-from lstmjax.checkpoint import Checkpointer, CheckpointError, check_compatible, load_run_files, save_run_files
-from lstmjax.config import Config
-from lstmjax.loop import TrainingError, evaluate, fit
-from lstmjax.tokenizers import get_tokenizer
-from lstmjax.train import create_train_state, make_optimizer
-from lstmjax.vocab import Vocab
+from lstmjax.training.checkpoint import Checkpointer, CheckpointError
+from lstmjax.app.rundir import check_compatible, load_run_files, save_run_files
+from lstmjax.app.config import Config
+from lstmjax.training.callbacks import Checkpointing, EarlyStopping
+from lstmjax.training.loop import TrainingError, evaluate, fit
+from lstmjax.data.tokenizer import get_tokenizer
+from lstmjax.training.state import create_train_state, make_optimizer
+from lstmjax.data.vocab import Vocab
 
 MODEL = TextClassifier(vocab_size=40, num_classes=3, embed_dim=8, hidden_size=8, embed_dropout=0.1)
 
@@ -54,28 +56,28 @@ def test_evaluate_counts_every_example_once_and_matches_sklearn():
 
 
 def test_fit_learns_and_records_history():
-    state, history = fit(_state(), _data(), epochs=12, batch_size=8, validation_data=_data(30, 1),
-                         label_names=["a", "b", "c"], progress=False)
+    state, history = fit(_state(), _data(), epochs=12, batch_size=8, validation_data=_data(30, 1))
     assert len(history["loss"]) == len(history["val_accuracy"]) == 12
     assert history["loss"][-1] < history["loss"][0]
     assert history["val_accuracy"][-1] > 0.6
 
 
 def test_same_seed_same_parameters():
-    a, _ = fit(_state(), _data(), epochs=2, batch_size=8, progress=False)
-    b, _ = fit(_state(), _data(), epochs=2, batch_size=8, progress=False)
+    a, _ = fit(_state(), _data(), epochs=2, batch_size=8)
+    b, _ = fit(_state(), _data(), epochs=2, batch_size=8)
     _assert_same(a.params, b.params)
 
 
 def test_resume_equals_uninterrupted(tmp_path):
     """Stopped after epoch 2 and resumed to 4: the same parameters as 4 epochs in one go."""
-    full, full_history = fit(_state(), _data(), epochs=4, batch_size=8, validation_data=_data(20, 1), progress=False)
+    full, full_history = fit(_state(), _data(), epochs=4, batch_size=8, validation_data=_data(20, 1))
     ckpt = Checkpointer(tmp_path)
-    fit(_state(), _data(), epochs=2, batch_size=8, validation_data=_data(20, 1), checkpointer=ckpt, progress=False)
+    best = EarlyStopping()  # tracks the best epoch, stops nothing
+    fit(_state(), _data(), epochs=2, batch_size=8, validation_data=_data(20, 1), callbacks=[best, Checkpointing(ckpt, best)])
     restored, meta, best = Checkpointer(tmp_path).restore(_state(seed=99))  # a fresh, different init
     assert meta["epoch"] == 2
     resumed, history = fit(restored, _data(), epochs=4, batch_size=8, validation_data=_data(20, 1),
-                           history=meta["history"], start_epoch=meta["epoch"], best_params=best, progress=False)
+                           history=meta["history"], callbacks=[EarlyStopping(best_params=best)])
     _assert_same(resumed.params, full.params)
     _assert_same(resumed.opt_state, full.opt_state)
     assert int(resumed.step) == int(full.step)
@@ -85,7 +87,7 @@ def test_resume_equals_uninterrupted(tmp_path):
 def test_early_stopping_restores_best(tmp_path):
     # A learning rate this high makes validation loss wander, so patience triggers.
     state, history = fit(_state(lr=0.3), _data(), epochs=30, batch_size=8, validation_data=_data(20, 1),
-                         patience=2, monitor="loss", progress=False, checkpointer=Checkpointer(tmp_path))
+                         callbacks=[es := EarlyStopping(2, monitor="loss"), Checkpointing(Checkpointer(tmp_path), es)])
     assert history["stopped_early"]
     assert len(history["loss"]) == history["best_epoch"] + 2
     best_epoch = history["best_epoch"]
@@ -95,14 +97,14 @@ def test_early_stopping_restores_best(tmp_path):
 
 def test_nan_loss_is_an_error():
     with pytest.raises(TrainingError, match="training loss became nan in epoch 1"):
-        fit(_state(lr=float("nan")), _data(), epochs=1, batch_size=8, progress=False)
+        fit(_state(lr=float("nan")), _data(), epochs=1, batch_size=8)
 
 
 def test_fit_bad_arguments():
     with pytest.raises(ValueError, match="patience.*needs validation_data"):
-        fit(_state(), _data(), epochs=1, patience=1)
+        fit(_state(), _data(), epochs=1, callbacks=[EarlyStopping(patience=1)])
     with pytest.raises(ValueError, match="monitor must be"):
-        fit(_state(), _data(), epochs=1, monitor="auc")
+        fit(_state(), _data(), epochs=1, callbacks=[EarlyStopping(monitor="auc")])
     with pytest.raises(ValueError, match="training split is empty"):
         fit(_state(), {"token_ids": [], "label": []}, epochs=1)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from lstmjax.metrics import classification_report, confusion_matrix
+from lstmjax.training.metrics import classification_report, confusion_matrix
 
 
 @pytest.mark.parametrize("num_classes", [2, 3, 6])

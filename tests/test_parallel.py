@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from lstmjax import TextClassifier
-from lstmjax.batching import batches, prepare
-from lstmjax.datasets import load_dataset
-from lstmjax.loop import evaluate, fit
+from lstmjax.data.batching import batches, prepare
+from lstmjax.data.loading import load_dataset
+from lstmjax.training.loop import evaluate, fit
 from lstmjax.parallel import DataParallel, pad_batch
-from lstmjax.train import create_train_state, make_optimizer
+from lstmjax.training.state import create_train_state, make_optimizer
 
 ATOL = 2e-5
 HERE = pathlib.Path(__file__).parent
@@ -91,8 +91,8 @@ def test_pad_batch():
 
 def test_evaluation_identical_on_1_and_8_devices(data):
     train, test, vocab_size = data
-    state, _ = fit(_state(vocab_size, 0.0), train, epochs=1, batch_size=64, max_length=40, progress=False)
-    one = evaluate(state, test, batch_size=64, parallel="none")
+    state, _ = fit(_state(vocab_size, 0.0), train, epochs=1, batch_size=64, max_length=40)
+    one = evaluate(state, test, batch_size=64, parallel=DataParallel.create("none"))
     for mode in ("pmap", "mesh"):
         eight = evaluate(state, test, batch_size=64, parallel=DataParallel.create(mode, 8))
         assert eight["confusion_matrix"] == one["confusion_matrix"]
@@ -104,7 +104,7 @@ def test_evaluation_identical_on_1_and_8_devices(data):
 def test_fit_with_each_mode_agrees(data):
     train, test, vocab_size = data
     results = {
-        mode: fit(_state(vocab_size, 0.2), train, epochs=1, batch_size=64, max_length=40, progress=False,
+        mode: fit(_state(vocab_size, 0.2), train, epochs=1, batch_size=64, max_length=40,
                   parallel=DataParallel.create(mode, 8 if mode != "none" else None))[0]
         for mode in ("none", "pmap", "mesh")
     }
@@ -166,7 +166,7 @@ def test_callers_state_survives_training(data, mode):
     train, _, vocab_size = data
     state = _state(vocab_size, 0.0)
     before = jax.tree.map(np.asarray, state.params)
-    fit(state, train, epochs=1, batch_size=64, max_length=40, progress=False,
+    fit(state, train, epochs=1, batch_size=64, max_length=40,
         parallel=DataParallel.create(mode, 2 if mode != "none" else None))
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params), before)
     dp = DataParallel.create(mode, 2 if mode != "none" else None)
@@ -176,7 +176,7 @@ def test_callers_state_survives_training(data, mode):
 
 def test_bounded_dispatch_waits_for_the_step_before_the_last(monkeypatch):
     """On CPU devices a step returns once the step before it has finished (never the donated state)."""
-    from lstmjax import parallel
+    from lstmjax.parallel import data_parallel as parallel
 
     waited = []
     monkeypatch.setattr(parallel.jax, "block_until_ready", lambda x: waited.append(x) or x)
@@ -199,12 +199,12 @@ def test_bounded_dispatch_waits_for_the_step_before_the_last(monkeypatch):
 @pytest.mark.parametrize("mode", ["pmap", "mesh"])
 def test_cpu_multi_device_steps_are_bounded(data, mode):
     """The steps DataParallel hands out on several CPU devices are bounded; one device's is the jit itself."""
-    from lstmjax import parallel
+    from lstmjax.parallel import data_parallel as parallel
 
     train, _, vocab_size = data
     dp = DataParallel.create(mode, 2)
     step = dp.train_step()
-    assert isinstance(step, parallel._BoundedStep) and isinstance(dp.eval_step(2), parallel._BoundedStep)
+    assert isinstance(step, parallel._BoundedStep) and isinstance(dp.eval_step(), parallel._BoundedStep)
     state, batch = dp.put_state(_state(vocab_size, 0.0)), dp.put_batch(next(batches(train, 32, max_length=40)))
     if mode == "mesh":
         assert "all-reduce" in step.lower(state, batch).compile().as_text()  # the jit's own methods pass through

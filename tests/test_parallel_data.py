@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstmjax import batching as B
+from lstmjax.data import batching as B
 from lstmjax import parallel as P
 
 

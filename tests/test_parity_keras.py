@@ -36,7 +36,7 @@ if keras.backend.backend() != "jax":  # pragma: no cover - conftest sets KERAS_B
 
 import lstmjax  # noqa: E402
 from _parity import ATOL, Case, assert_close as _assert_close, assert_trees_close as _assert_trees_close  # noqa: E402
-from lstmjax import interop  # noqa: E402
+from lstmjax.nn import interop  # noqa: E402
 
 B, T, F, H = 5, 7, 3, 6
 LENGTHS = np.array([T, 0, 3, 1, 5], np.int32)  # full, empty, middle, one, another middle

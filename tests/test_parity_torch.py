@@ -6,7 +6,7 @@ the padding. PyTorch refuses sequences of length 0, so those rows are left out o
 and checked on their own: lstmjax must output zeros there and return the initial state as the
 final state (and pass the loss's final-state gradient straight through to the initial state).
 
-Weights travel through :func:`lstmjax.interop.from_torch`; gradients are compared in lstmjax's
+Weights travel through :func:`lstmjax.nn.interop.from_torch`; gradients are compared in lstmjax's
 layout (kernels transposed; LSTM/RNN ``b`` is ``bias_ih + bias_hh``, so its gradient equals the
 gradient of each of them; GRU ``b_x``/``b_h`` are ``bias_ih``/``bias_hh``). All comparisons are
 max-abs-error ``<= 1e-5`` in float32.
@@ -24,7 +24,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from _parity import ATOL, Case, assert_close as _assert_close, assert_trees_close as _assert_trees_close  # noqa: E402
-from lstmjax import interop  # noqa: E402
+from lstmjax.nn import interop  # noqa: E402
 
 B, T, F, H = 5, 7, 3, 6
 LENGTHS = np.array([T, 0, 3, 1, 5], np.int32)  # full, empty, middle, one, another middle

@@ -11,35 +11,18 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from lstmjax import TextClassifier, create_train_state, fit, make_optimizer, train_step
-from lstmjax.cli import main
-from lstmjax.config import Config
-from lstmjax.train import sparse_cross_entropy
-from lstmjax.privacy import (
-    dp_aggregate,
-    dp_train_step,
-    epsilon,
-    make_dp_optimizer,
-    membership_attack,
-    noise_multiplier_for_epsilon,
-    per_example_grads,
-    per_example_losses,
-    poisson_batches,
-    roc_auc,
-)
+from lstmjax.parallel import DataParallel
+from lstmjax.training import keyed
+from lstmjax.app.cli import main
+from lstmjax.app.config import Config
+from lstmjax.training.steps import sparse_cross_entropy
+from lstmjax.privacy.dp import dp_aggregate, dp_train_step, epsilon, make_dp_optimizer, noise_multiplier_for_epsilon, per_example_grads
+from lstmjax.privacy.membership import membership_attack, per_example_losses, roc_auc
+from lstmjax.data.batching import poisson_batches
 
 MODEL = TextClassifier(30, 2, embed_dim=8, hidden_size=8)
 
 
-def _batch(rng, b=6, t=5, vocab=30, filler=0):
-    lengths = rng.integers(1, t + 1, size=b).astype(np.int32)
-    ids = rng.integers(2, vocab, size=(b, t)).astype(np.int32)
-    ids[np.arange(t)[None] >= lengths[:, None]] = 0
-    batch = {"token_ids": ids, "lengths": lengths, "labels": rng.integers(0, 2, size=b).astype(np.int32),
-             "mask": np.ones(b, bool)}
-    if filler:  # garbage rows that must count for nothing
-        batch = {k: np.concatenate([v, v[:filler]]) for k, v in batch.items()}
-        batch["mask"][b:] = False
-    return batch
 
 
 _dp_step = jax.jit(dp_train_step)
@@ -47,14 +30,14 @@ _plain_step = jax.jit(train_step)
 _grads = jax.jit(per_example_grads)
 
 
-def test_no_clip_no_noise_equals_plain_training():
+def test_no_clip_no_noise_equals_plain_training(make_batch):
     """Infinite clip and zero noise: DP-SGD is plain Adam on the mean gradient (optax's own degenerate case)."""
     rng = np.random.default_rng(0)
     dp = create_train_state(MODEL, jax.random.key(0), make_dp_optimizer(
         "adam", 1e-2, clip_norm=math.inf, noise_multiplier=0.0, batch_size=6, key=jax.random.key(5)))
     plain = create_train_state(MODEL, jax.random.key(0), make_optimizer("adam", 1e-2))
     for i in range(3):
-        batch = _batch(rng)
+        batch = make_batch(rng, classes=2, mask=True, as_jax=False)
         dp, m_dp = _dp_step(dp, batch, jax.random.key(i))
         plain, m_plain = _plain_step(plain, batch, jax.random.key(i))
         np.testing.assert_allclose(m_dp["loss_sum"], m_plain["loss_sum"], rtol=1e-5)
@@ -63,11 +46,11 @@ def test_no_clip_no_noise_equals_plain_training():
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_per_example_grads_match_a_loop_and_filler_rows_change_nothing():
+def test_per_example_grads_match_a_loop_and_filler_rows_change_nothing(make_batch):
     rng = np.random.default_rng(1)
     state = create_train_state(MODEL, jax.random.key(0), make_optimizer())
-    real = _batch(rng, b=3)
-    padded = {k: np.concatenate([v, _batch(rng, b=2)[k]]) for k, v in real.items()}  # garbage filler rows
+    real = make_batch(rng, n=3, classes=2, mask=True, as_jax=False)
+    padded = {k: np.concatenate([v, make_batch(rng, n=2, classes=2, mask=True, as_jax=False)[k]]) for k, v in real.items()}  # garbage filler rows
     padded["mask"][3:] = False
     grads, losses, _ = _grads(state, padded, jax.random.key(0))
 
@@ -126,8 +109,8 @@ def test_dp_arguments_are_checked():
         dp_aggregate(math.inf, 1.0, jax.random.key(0), batch_size=4)
     with pytest.raises(ValueError, match="batch_size"):
         dp_aggregate(1.0, 1.0, jax.random.key(0), batch_size=0)
-    with pytest.raises(ValueError, match="pmap"):
-        dp_train_step(None, {}, None, axis_name="data")
+    with pytest.raises(ValueError, match="pmap"):  # each device would add its own noise
+        DataParallel.create("pmap", 2).train_step(keyed(dp_train_step))
     with pytest.raises(ValueError, match="dp_clip_norm"):
         Config(dp_noise_multiplier=1.0, dp_clip_norm=0.0)
     with pytest.raises(ValueError, match="use one, not both"):
@@ -222,7 +205,7 @@ def test_membership_attack_on_an_overfit_model():
     members, nonmembers = random_split(32), random_split(32)
     state = create_train_state(TextClassifier(30, 2, embed_dim=16, hidden_size=32), jax.random.key(0),
                                make_optimizer("adam", 3e-2))
-    state, _ = fit(state, members, epochs=30, batch_size=8, progress=False, parallel="none")
+    state, _ = fit(state, members, epochs=30, batch_size=8, parallel=DataParallel.create("none"))
     result = membership_attack(per_example_losses(state, members), per_example_losses(state, nonmembers))
     assert result["auc"] > 0.8 and result["advantage"] > 0.4
     assert result["members"] == 32 and result["nonmembers"] == 32

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from lstmjax import GRU, LSTM, SimpleRNN, TextClassifier
-from lstmjax.layers import recurrent_dropout_mask
-from lstmjax.train import create_train_state, make_optimizer, train_step
+from lstmjax.nn.layers import recurrent_dropout_mask
+from lstmjax.training.state import create_train_state, make_optimizer
+from lstmjax.training.steps import train_step
 
 LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 

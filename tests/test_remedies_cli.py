@@ -13,11 +13,13 @@ import numpy as np
 import optax
 import pytest
 
-from lstmjax import _remedies, compression
-from lstmjax.cli import _config_from_args, _parser, main
-from lstmjax.config import Config
-from lstmjax.run import Predictor, build_model, evaluate_run
-from lstmjax.train import TrainState, create_train_state, make_optimizer
+from lstmjax import compress as compression
+from lstmjax.app import stages as _remedies
+from lstmjax.app.cli import _config_from_args, _parser, main
+from lstmjax.app.config import Config
+from lstmjax.app.predictor import Predictor, evaluate_run
+from lstmjax.app.stages import build_model
+from lstmjax.training.state import TrainState, create_train_state, make_optimizer
 
 POS = ["a good film", "great fun and moving", "a wonderful story", "brilliant acting", "funny and warm film",
        "a beautiful moving picture", "smart and charming", "good performances all round"]
@@ -80,8 +82,7 @@ def test_bad_combinations_are_errors(changes, message):
 
 
 def _updates(config, grads, params, base="sgd"):
-    tx = _remedies.optimizer(config, make_optimizer(base, 1.0) if base == "sgd" else
-                             make_optimizer(config.optimizer, config.lr, weight_decay=config.weight_decay), 100)
+    tx = _remedies.make_optimizer(config.replace(optimizer="sgd", lr=1.0) if base == "sgd" else config, 100)
     updates, _ = tx.update(grads, tx.init(params), params)
     return updates
 

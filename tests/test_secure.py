@@ -8,19 +8,11 @@ import optax
 import pytest
 from scipy import stats
 
-from lstmjax import TextClassifier, secure
-from lstmjax.secure import (
-    FIELD_PRIME,
-    aggregate,
-    decode,
-    encode,
-    field_add,
-    fixed_point_range,
-    reconstruct,
-    secure_sum,
-    secure_sum_across_devices,
-    share,
-)
+from lstmjax import TextClassifier
+from lstmjax.parallel import secure as on_devices
+from lstmjax.privacy import secure
+from lstmjax.privacy.secure import FIELD_PRIME, aggregate, decode, encode, field_add, fixed_point_range, reconstruct, secure_sum, share
+from lstmjax.parallel.secure import secure_sum_across_devices
 
 P = FIELD_PRIME
 
@@ -49,9 +41,9 @@ def test_device_word_addition_matches_field_add():
     rng = np.random.default_rng(1)
     a = np.concatenate([rng.integers(0, P, 1000, dtype=np.uint64), np.array([P - 1, P - 1, 0, 2**32 - 1], np.uint64)])
     b = np.concatenate([rng.integers(0, P, 1000, dtype=np.uint64), np.array([P - 1, 1, 0, 1], np.uint64)])
-    hi, lo = jax.jit(secure._add_words)(secure._to_words(a), secure._to_words(b))
+    hi, lo = jax.jit(on_devices._add_words)(on_devices._to_words(a), on_devices._to_words(b))
     assert hi.dtype == jnp.uint32
-    np.testing.assert_array_equal(secure._from_words(hi, lo), field_add(a, b))
+    np.testing.assert_array_equal(on_devices._from_words(hi, lo), field_add(a, b))
 
 
 @pytest.mark.parametrize("n", [1, 2, 5])

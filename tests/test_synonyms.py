@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from lstmjax.augment import augment_dataset, load_synonyms
-from lstmjax.tokenizers import get_tokenizer
+from lstmjax.data.augment import augment_dataset, load_synonyms
+from lstmjax.data.tokenizer import get_tokenizer
 
 
 def test_builtin_table_is_clean():
@@ -19,7 +19,7 @@ def test_builtin_table_is_clean():
 
 
 def test_builtin_table_states_its_source_and_licence():
-    from lstmjax.augment import _BUILTIN_SYNONYMS
+    from lstmjax.data.augment import _BUILTIN_SYNONYMS
 
     raw = json.loads(_BUILTIN_SYNONYMS.read_text(encoding="utf-8"))
     assert "by hand" in raw["source"] and raw["licence"].startswith("Apache-2.0")

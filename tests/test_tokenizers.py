@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from lstmjax import tokenizers as T
+from lstmjax.data import tokenizer as T
 
 
 @pytest.mark.parametrize("text, tokens", [

@@ -7,34 +7,21 @@ import optax
 import pytest
 
 from lstmjax import TextClassifier
-from lstmjax.train import (
-    categorical_cross_entropy,
-    create_train_state,
-    eval_step,
-    make_optimizer,
-    sparse_cross_entropy,
-    train_step,
-)
+from lstmjax.training.steps import categorical_cross_entropy, eval_step, sparse_cross_entropy, train_step
+from lstmjax.training.state import create_train_state, make_optimizer
 
 MODEL = TextClassifier(vocab_size=30, num_classes=3, embed_dim=8, hidden_size=8, embed_dropout=0.2)
 
 
-def _batch(seed=0, n=6, t=5):
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, t + 1, n).astype(np.int32)
-    ids = rng.integers(2, 30, (n, t)).astype(np.int32)
-    ids[np.arange(t)[None] >= lengths[:, None]] = 0
-    return {"token_ids": jnp.asarray(ids), "lengths": jnp.asarray(lengths),
-            "labels": jnp.asarray(rng.integers(0, 3, n).astype(np.int32))}
 
 
 def _state(seed=0):
     return create_train_state(MODEL, jax.random.key(seed), make_optimizer("adam", 1e-2))
 
 
-def test_padding_examples_contribute_nothing():
+def test_padding_examples_contribute_nothing(make_batch):
     """A batch padded with filler examples (mask False) updates exactly like the real batch."""
-    batch = _batch()
+    batch = make_batch()
     filler = {k: jnp.concatenate([v, jnp.zeros((2,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
     filler["mask"] = jnp.array([True] * 6 + [False] * 2)
     step = jax.jit(train_step)
@@ -59,11 +46,11 @@ def test_sparse_equals_categorical():
     np.testing.assert_allclose(a, ref, rtol=1e-5)
 
 
-def test_reproducible_bit_identical():
+def test_reproducible_bit_identical(make_batch):
     def run():
         state = _state(3)
         for i in range(3):
-            state, _ = jax.jit(train_step)(state, _batch(i), jax.random.fold_in(state.rng, state.step))
+            state, _ = jax.jit(train_step)(state, make_batch(i), jax.random.fold_in(state.rng, state.step))
         return state.params
 
     jax.tree.map(np.testing.assert_array_equal, run(), run())
@@ -88,10 +75,10 @@ def test_learns_a_separable_task():
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "momentum"])
-def test_optimizers_by_name(name):
+def test_optimizers_by_name(name, make_batch):
     tx = make_optimizer(name, optax.linear_schedule(1e-2, 0.0, 10), weight_decay=0.01 if name == "adamw" else 0.0)
     state = create_train_state(MODEL, jax.random.key(0), tx)
-    state, m = jax.jit(train_step)(state, _batch(), jax.random.key(1))
+    state, m = jax.jit(train_step)(state, make_batch(), jax.random.key(1))
     assert int(state.step) == 1 and np.isfinite(float(m["loss_sum"]))
 
 
@@ -104,22 +91,14 @@ def test_bad_optimizer_arguments():
         make_optimizer("adam", clip_norm=0.0)
 
 
-def test_no_dropout_model_takes_the_batched_path():
+def test_no_dropout_model_takes_the_batched_path(make_batch):
     """Without dropout the per-example map is skipped; the step gives the same numbers either way."""
-    from lstmjax.train import _has_dropout
-
     plain = TextClassifier(vocab_size=30, num_classes=3, embed_dim=8, hidden_size=8)
-    assert not _has_dropout(plain.apply) and _has_dropout(MODEL.apply) and _has_dropout(lambda *a: None)
+    assert not plain.uses_dropout and MODEL.uses_dropout
     s = create_train_state(plain, jax.random.key(0), make_optimizer("adam", 1e-2))
-    a, _ = jax.jit(train_step)(s, _batch(), jax.random.key(1))
-    # The same model with a zero-but-present rate on a path the check cannot see: force the map.
-    import lstmjax.train as train_module
-
-    forced = jax.jit(lambda st, b, k: train_module.train_step(st, b, k))
-    original = train_module._has_dropout
-    train_module._has_dropout = lambda f: True
-    try:
-        b, _ = forced(s, _batch(), jax.random.key(1))
-    finally:
-        train_module._has_dropout = original
+    a, _ = jax.jit(train_step)(s, make_batch(), jax.random.key(1))
+    # The same model behind a plain function, which does not say whether it uses dropout: the
+    # step assumes it does and takes the per-example map.
+    unknown = s.replace(apply_fn=lambda *args, **kwargs: plain.apply(*args, **kwargs))
+    b, _ = jax.jit(train_step)(unknown, make_batch(), jax.random.key(1))
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, atol=1e-6), a.params, b.params)

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from lstmjax import tokenizers as T
-from lstmjax.datasets import DataError
-from lstmjax.vocab import PAD, PAD_ID, UNK, UNK_ID, Vocab
+from lstmjax.data import tokenizer as T
+from lstmjax.data.errors import DataError
+from lstmjax.data.vocab import PAD, PAD_ID, UNK, UNK_ID, Vocab
 
 CORPUS = [["b", "a", "c", "a"], ["a", "b", "d"], ["e"]]
 

@@ -27,6 +27,7 @@ notebooks and the hand-written pages get them pointed at the site's pages (:func
 from __future__ import annotations
 
 import importlib
+import inspect
 import importlib.util
 import os
 import pathlib
@@ -288,16 +289,37 @@ answers. Try the exercises first.
 # --------------------------------------------------------------------------- API pages
 
 
+PARTS = ("nn", "data", "training", "parallel", "privacy", "explain", "compress", "robustness", "app", "course")
+"""The parts of the package, in the order of the API reference (the model first, the application last)."""
+
+
+def part_modules(part: str) -> list[str]:
+    """A part's public modules: the part itself, then (for a package) its public submodules."""
+    module = importlib.import_module(f"lstmjax.{part}")
+    if not _reexports(module):
+        return [module.__name__]
+    return [module.__name__] + sorted(f"{module.__name__}.{info.name}" for info in pkgutil.iter_modules(module.__path__)
+                                      if not info.name.startswith("_"))
+
+
+def _reexports(module) -> bool:
+    """A part's package that only re-exports what its public submodules define (``lstmjax.nn``, ...),
+    as opposed to a module or package documented as one page (``lstmjax.robustness``, ``lstmjax.course``)."""
+    defined = [getattr(module, name).__module__ for name in getattr(module, "__all__", ())
+               if inspect.isclass(getattr(module, name)) or inspect.isfunction(getattr(module, name))]
+    return hasattr(module, "__path__") and bool(defined) and all(
+        home.startswith(module.__name__ + ".") and not home.rsplit(".", 1)[-1].startswith("_") for home in defined)
+
+
 def public_modules() -> list[str]:
-    """Every public module of lstmjax: top-level modules and packages not starting with ``_``."""
+    """Every public module of lstmjax: each part and its public submodules (names not starting with ``_``)."""
     import lstmjax
 
-    names = [
-        f"lstmjax.{info.name}"
-        for info in pkgutil.iter_modules(lstmjax.__path__)
-        if not info.name.startswith("_")
-    ]
-    return sorted(names)
+    found = sorted(info.name for info in pkgutil.iter_modules(lstmjax.__path__) if not info.name.startswith("_"))
+    unknown = sorted(set(found) - set(PARTS))
+    if unknown:
+        raise ExtensionError(f"lstmjax has modules the API reference does not place in a part: {unknown}")
+    return [name for part in PARTS for name in part_modules(part)]
 
 
 def _summary(obj, doc: str | None = None) -> str:
@@ -321,13 +343,27 @@ def _constant_doc(module, name: str) -> str:
 
 
 def _where_documented(name: str, obj, modules: dict) -> str | None:
-    """The module page that documents ``lstmjax.<name>`` (the defining module first)."""
+    """The module page entry that documents ``name``: the defining module first; never a part's
+    package that only re-exports (its names are documented in the submodules that define them)."""
     home = getattr(obj, "__module__", None)
     candidates = [home] + list(modules) if home in modules else list(modules)
     for module_name in candidates:
-        if name in getattr(modules[module_name], "__all__", ()):
+        module = modules[module_name]
+        if name in getattr(module, "__all__", ()) and not _reexports(module):
             return module_name
     return None
+
+
+def _part_page(part: str, modules: dict) -> str:
+    """One page per part: the part's own docstring, then each submodule's members."""
+    names = part_modules(part)
+    head = f"lstmjax.{part}"
+    members = "   :no-members:\n" if len(names) > 1 else "   :members:\n   :show-inheritance:\n"
+    sections = [f"# {head}\n\n```{{eval-rst}}\n.. automodule:: {head}\n{members}```\n"]
+    for name in names[1:]:
+        sections.append(f"## {name}\n\n```{{eval-rst}}\n.. automodule:: {name}\n   :members:\n"
+                        "   :show-inheritance:\n```\n")
+    return "\n".join(sections)
 
 
 def write_api_pages(app, config) -> None:
@@ -337,46 +373,50 @@ def write_api_pages(app, config) -> None:
     for module_name, module in modules.items():
         if not hasattr(module, "__all__"):
             raise ExtensionError(f"{module_name} has no __all__: say which of its names are public")
-        short = module_name.removeprefix("lstmjax.")
-        _write_if_changed(
-            API / f"{short}.md",
-            f"# {module_name}\n\n```{{eval-rst}}\n.. automodule:: {module_name}\n"
-            "   :members:\n   :show-inheritance:\n```\n",
-        )
+    for part in PARTS:
+        _write_if_changed(API / f"{part}.md", _part_page(part, modules))
     for stale in API.glob("*.md"):
-        if stale.name != "index.md" and f"lstmjax.{stale.stem}" not in modules:
+        if stale.name != "index.md" and stale.stem not in PARTS:
             stale.unlink()
 
-    rows = []
+    groups: dict[str, list[str]] = {part: [] for part in PARTS}
     for name in lstmjax.__all__:
         obj = getattr(lstmjax, name)
         if isinstance(obj, type(lstmjax)):
-            rows.append(f"| {{py:mod}}`lstmjax.{name}` | module | {_summary(obj)} |")
-            continue
+            continue  # the parts themselves: the list of pages below
         home = _where_documented(name, obj, modules)
+        part = (home or "lstmjax.app").split(".")[1]
         kind = "class" if isinstance(obj, type) else "function" if callable(obj) else "constant"
         summary = _summary(obj) if kind != "constant" else _summary(None, _constant_doc(modules[home], name) if home else "")
         target = f"{{py:obj}}`{name} <{home}.{name}>`" if home else f"`{name}`"
-        rows.append(f"| {target} | {kind} | {summary} |")
-    toctree = "\n".join(m.removeprefix("lstmjax.") for m in modules)
-    _write_if_changed(API / "index.md", API_PAGE.format(rows="\n".join(rows), toctree=toctree))
+        groups[part].append(f"| {target} | {kind} | {summary} |")
+    tables = "\n\n".join(
+        f"### {{py:mod}}`lstmjax.{part}`\n\n{_summary(importlib.import_module(f'lstmjax.{part}'))}\n\n"
+        "| name | kind | summary |\n|---|---|---|\n" + "\n".join(rows)
+        for part, rows in groups.items() if rows)
+    toctree = "\n".join(PARTS)
+    _write_if_changed(API / "index.md", API_PAGE.format(tables=tables, toctree=toctree))
 
 
 API_PAGE = """\
 # API reference
 
-`import lstmjax` gives the flat API below (`lstmjax.__all__`); each name links to its entry on the
-page of the module that defines it. Shapes and dtypes are written `<dtype>[axes]`, e.g.
-`<int32>[batch, time]`; every entry has an example that runs as a doctest.
+`import lstmjax` gives the flat API below (`lstmjax.__all__`), grouped by the part of the package
+that defines each name; each name links to its entry on its part's page. Shapes and dtypes are
+written `<dtype>[axes]`, e.g. `<int32>[batch, time]`; every entry has an example that runs as a
+doctest.
 
-| name | kind | summary |
-|---|---|---|
-{rows}
+```{{image}} ../_static/parts.svg
+:alt: The parts of lstmjax: app, then parallel, then privacy, explain, compress and robustness, then training, then nn and data; arrows run one way
+:width: 100%
+```
 
-## Modules
+{tables}
+
+## The parts
 
 ```{{toctree}}
-:maxdepth: 1
+:maxdepth: 2
 
 {toctree}
 ```
@@ -394,9 +434,13 @@ def check_api_coverage(app, env) -> None:
     for module_name, module in modules.items():
         if module_name not in documented_modules:
             missing.append(f"module {module_name}")
-        missing += [
-            f"{module_name}.{name}" for name in module.__all__ if f"{module_name}.{name}" not in objects
-        ]
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type(lstmjax)):
+                continue
+            home = _where_documented(name, obj, modules)
+            if home is None or f"{home}.{name}" not in objects:
+                missing.append(f"{module_name}.{name}")
     for name in lstmjax.__all__:
         obj = getattr(lstmjax, name)
         if isinstance(obj, type(lstmjax)):

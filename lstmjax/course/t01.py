@@ -25,7 +25,7 @@ def _close(got, want, what: str, rtol: float = 1e-6) -> None:
 
 @exercise("01.1", "Count the parameters of any TextClassifier by formula")
 def _count_classifier(count):
-    from lstmjax.classifier import TextClassifier
+    from lstmjax.nn.classifier import TextClassifier
 
     cases = [(20_000, 128, 128, 2, "lstm", 1, False), (500, 16, 8, 3, "gru", 2, True),
              (1000, 32, 64, 5, "rnn", 3, False), (300, 8, 12, 4, "lstm", 2, True)]
@@ -65,7 +65,7 @@ def _dot_flops(jaxpr) -> int:
 
 @exercise("01.2", "FLOPs per token of a GRU layer")
 def _gru_flops(flops_per_token):
-    from lstmjax import cells
+    from lstmjax.nn import cells
 
     F, H, B, T = 64, 96, 4, 12
     q = cells.init_gru_params(jax.random.key(30), F, H)
@@ -133,8 +133,8 @@ def _rmsprop(answer):
 @functools.lru_cache(maxsize=1)
 def _small_classifier_grads():
     """Gradients of a small TextClassifier's mean loss on a random batch, and their RMS by path."""
-    from lstmjax.classifier import TextClassifier
-    from lstmjax.train import sparse_cross_entropy
+    from lstmjax.nn.classifier import TextClassifier
+    from lstmjax.training.steps import sparse_cross_entropy
 
     model = TextClassifier(vocab_size=500, num_classes=2, embed_dim=16, hidden_size=16)
     rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ def _confusion(y_true, y_pred, k):
 
 @exercise("02.1", "Balanced accuracy from a confusion matrix")
 def _balanced_accuracy(fn):
-    from lstmjax.metrics import classification_report
+    from lstmjax.training.metrics import classification_report
 
     always_negative = np.array([[900, 0], [100, 0]])  # 900 negatives, 100 positives, all called negative
     got = fn(always_negative)

@@ -19,8 +19,8 @@ def _none(got) -> None:
 
 @exercise("03.1", "Token coverage of a vocabulary")
 def _coverage(fn):
-    from lstmjax.tokenizers import get_tokenizer
-    from lstmjax.vocab import Vocab
+    from lstmjax.data.tokenizer import get_tokenizer
+    from lstmjax.data.vocab import Vocab
 
     char = get_tokenizer("char")
     train = ["送餐很快，味道不错", "酒店服务态度太差了", "这本书让我重新审视自己的生活", "味道很差"]
@@ -44,8 +44,8 @@ def _coverage(fn):
 
 @exercise("03.2", "A BPE vocabulary: how many unknown tokens are left?")
 def _bpe(prepared):
-    from lstmjax.tokenizers import SubwordTokenizer
-    from lstmjax.vocab import UNK_ID
+    from lstmjax.data.tokenizer import SubwordTokenizer
+    from lstmjax.data.vocab import UNK_ID
 
     if prepared is None:
         raise Wrong("pass the result of lstmjax.prepare(en, lstmjax.get_tokenizer('bpe', vocab_size=4000)).")
@@ -69,8 +69,8 @@ def _bpe(prepared):
 
 @functools.lru_cache(maxsize=1)
 def _waste_by_window(windows):
-    from lstmjax.batching import batches, prepare
-    from lstmjax.datasets import load_dataset
+    from lstmjax.data.batching import batches, prepare
+    from lstmjax.data.loading import load_dataset
 
     cache = tempfile.mkdtemp(prefix="lstmjax-course-")
     train = prepare(load_dataset("builtin", cache_dir=cache), "english", min_freq=2)["train"]
@@ -100,7 +100,7 @@ def _waste(answer):
 
 @exercise("03.4", "Which tokens does the model see after truncation?")
 def _visible(fn):
-    from lstmjax.batching import pad_sequences
+    from lstmjax.data.batching import pad_sequences
 
     rng = np.random.default_rng(5)
     for _ in range(20):
@@ -119,7 +119,8 @@ def _visible(fn):
 
 @exercise("03.5", "Re-encode a GBK file as UTF-8")
 def _to_utf8(fn):
-    from lstmjax.datasets import DataError, load_dataset
+    from lstmjax.data.errors import DataError
+    from lstmjax.data.loading import load_dataset
 
     folder = pathlib.Path(tempfile.mkdtemp(prefix="lstmjax-course-"))
     (folder / "labels.txt").write_text("neg\npos\n", encoding="utf-8")

@@ -32,7 +32,7 @@ def _step_outputs(step, *args):
 
 @exercise("04.1", "An LSTM step with peephole connections")
 def _peephole(step):
-    from lstmjax import cells
+    from lstmjax.nn import cells
 
     step, lstm_step = jax.jit(step), jax.jit(cells.lstm_step)
     F, H = 3, 4
@@ -61,7 +61,7 @@ def _peephole(step):
 
 @exercise("04.2", "A coupled input-forget gate (CIFG)")
 def _cifg(step):
-    from lstmjax import cells
+    from lstmjax.nn import cells
 
     step = jax.jit(step)
     F, H = 3, 4
@@ -82,7 +82,7 @@ def _cifg(step):
 
 @exercise("04.3", "Count the document's model by formula")
 def _count(count):
-    from lstmjax.classifier import TextClassifier
+    from lstmjax.nn.classifier import TextClassifier
 
     model = TextClassifier(vocab_size=20000, num_classes=2)
     ids = jnp.ones((1, 5), jnp.int32)
@@ -100,7 +100,7 @@ def _count(count):
 
 @exercise("04.4", "A GRU with the reset gate before the product")
 def _reset_before(step):
-    from lstmjax import cells
+    from lstmjax.nn import cells
 
     step, gru_step = jax.jit(step), jax.jit(cells.gru_step)
     F, H = 3, 4

@@ -21,9 +21,9 @@ def _masked_keras(build):
         import keras
     except ImportError:  # pragma: no cover - the tutorial's extra installs it
         raise Wrong("this exercise needs Keras 3: pip install 'lstmjax[test]'") from None
-    from lstmjax.batching import pad_sequences
-    from lstmjax.classifier import TextClassifier
-    from lstmjax.interop import to_keras
+    from lstmjax.data.batching import pad_sequences
+    from lstmjax.nn.classifier import TextClassifier
+    from lstmjax.nn.interop import to_keras
 
     V, E, H, C, T = 50, 8, 6, 3, 12
     model = TextClassifier(vocab_size=V, num_classes=C, embed_dim=E, hidden_size=H)
@@ -57,8 +57,8 @@ def _masked_keras(build):
 @functools.lru_cache(maxsize=1)
 def _small_english():
     """1,500 shuffled reviews of each split of the built-in set, prepared with the English tokenizer."""
-    from lstmjax.batching import prepare
-    from lstmjax.datasets import TextDataset, load_dataset
+    from lstmjax.data.batching import prepare
+    from lstmjax.data.loading import TextDataset, load_dataset
 
     data = load_dataset("builtin", cache_dir=tempfile.mkdtemp(prefix="lstmjax-course-"))
     small = {name: ds.shuffle(seed=0).select(range(min(1500, ds.num_rows))) for name, ds in data.splits.items()}
@@ -67,8 +67,8 @@ def _small_english():
 
 @exercise("05.2", "The share of unknown tokens in a split")
 def _unknown_share(fn):
-    from lstmjax.tokenizers import get_tokenizer
-    from lstmjax.vocab import UNK_ID
+    from lstmjax.data.tokenizer import get_tokenizer
+    from lstmjax.data.vocab import UNK_ID
 
     prepared = _small_english()
     english = get_tokenizer("english")
@@ -93,7 +93,7 @@ def _early_stopped(history):
     if "val_loss" not in history:
         raise Wrong("the history has no validation scores: pass validation_data=... to fit.")
     if history.get("best_epoch") is None:
-        raise Wrong("no best epoch recorded: train with patience=2 and monitor='loss'.")
+        raise Wrong("no best epoch recorded: train with callbacks=[EarlyStopping(2, monitor='loss')].")
     val_loss = list(history["val_loss"])
     best = history["best_epoch"]
     if best != int(np.argmin(val_loss)) + 1:

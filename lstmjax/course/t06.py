@@ -119,7 +119,7 @@ def _shard_map(step):
 
 @exercise("06.3", "Bytes of gradients combined per training step")
 def _allreduce_bytes(allreduce_bytes):
-    from lstmjax.classifier import TextClassifier
+    from lstmjax.nn.classifier import TextClassifier
 
     model = TextClassifier(20000, 2)
     ids = jnp.ones((1, 4), jnp.int32)

@@ -26,7 +26,7 @@ def _name(path) -> str:
 
 @exercise("08.1", "Write my_per_layer_masks(params, s)")
 def _per_layer(answer):
-    from lstmjax.compression import magnitude_masks
+    from lstmjax.compress import magnitude_masks
 
     for key, s in ((0, 0.0), (1, 0.5), (2, 0.9), (3, 0.75)):
         params = _params(key)
@@ -66,7 +66,7 @@ def _has_integer_dot(jaxpr) -> bool:
 
 @exercise("08.2", "Write int8_dense(x, q, scale) with an integer matrix product")
 def _int8_dense(answer):
-    from lstmjax.compression import quantize_int8
+    from lstmjax.compress import quantize_int8
 
     key = jax.random.key(3)
     x = jax.random.normal(key, (5, 12), jnp.float32) * jnp.arange(1, 6, dtype=jnp.float32)[:, None]

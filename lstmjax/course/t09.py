@@ -14,7 +14,7 @@ from lstmjax.course._check import Wrong, exercise
 @functools.lru_cache(maxsize=1)
 def _setup():
     """A small random classifier whose embeddings are large enough for the model to bend."""
-    from lstmjax.classifier import TextClassifier
+    from lstmjax.nn.classifier import TextClassifier
 
     model = TextClassifier(vocab_size=30, num_classes=2, embed_dim=8, hidden_size=8)
     ids = jnp.array([[4, 9, 17, 2, 23, 11], [5, 28, 3, 0, 0, 0], [7, 0, 0, 0, 0, 0]], jnp.int32)
@@ -55,7 +55,7 @@ def _scores(answer, *args, expect_len: int, name: str) -> np.ndarray:
 
 @exercise("09.1", "Gradient × input from scratch")
 def _grad_x_input(answer):
-    from lstmjax.interpret import gradient_x_input
+    from lstmjax.explain import gradient_x_input
 
     model, variables, _, _ = _setup()
     for k in (0, 1):
@@ -72,7 +72,7 @@ def _grad_x_input(answer):
 
 @exercise("09.2", "Integrated gradients with the midpoint rule, and completeness")
 def _ig_midpoint(answer):
-    from lstmjax.interpret import integrated_gradients
+    from lstmjax.explain import integrated_gradients
 
     model, variables, _, _ = _setup()
     f, x, ids = _f_and_x(0)
@@ -100,7 +100,7 @@ def _ig_midpoint(answer):
 
 @exercise("09.3", "Which token mattered most")
 def _top_token(answer):
-    from lstmjax.interpret import integrated_gradients
+    from lstmjax.explain import integrated_gradients
 
     model, variables, ids, lengths = _setup()
     got = answer(model, variables, ids, lengths)
@@ -125,7 +125,7 @@ def _top_token(answer):
 
 @exercise("09.4", "What completeness distributes: f(x) − f(x') for a token baseline")
 def _baseline_gap(answer):
-    from lstmjax.interpret import integrated_gradients
+    from lstmjax.explain import integrated_gradients
 
     model, variables, ids, lengths = _setup()
     for baseline_id, name in ((1, "UNK"), (0, "PAD"), (7, "token 7")):

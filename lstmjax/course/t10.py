@@ -58,7 +58,7 @@ def _mobile(answer):
 
 @exercise("10.2", "Write clipped_mean(grads, clip)")
 def _clipped_mean(answer):
-    from lstmjax.privacy import dp_aggregate
+    from lstmjax.privacy.dp import dp_aggregate
 
     key = jax.random.key(0)
     grads = {"dense": {"kernel": jax.random.normal(key, (5, 4, 3)) * 2.0,
@@ -87,7 +87,7 @@ def _clipped_mean(answer):
 
 @exercise("10.3", "Write auc(member_losses, nonmember_losses)")
 def _auc(answer):
-    from lstmjax.privacy import membership_attack
+    from lstmjax.privacy.membership import membership_attack
 
     rng = np.random.default_rng(0)
     cases = [

@@ -3,9 +3,9 @@
 * 11.1 ``flops_per_token(embed, hidden, classes, train)``: checked against XLA's own count of
   the floating-point operations in one compiled forward step (``cost_analysis``).
 * 11.2 ``lstm_step_backward(...)``: one step of the hand-written LSTM backward pass, checked
-  against ``jax.vjp`` of :func:`lstmjax.cells.lstm_step_projected`.
+  against ``jax.vjp`` of :func:`lstmjax.nn.cells.lstm_step_projected`.
 * 11.3 ``remat_scan(step, params, inputs, carry, chunk)``: gradient checkpointing over blocks
-  of time steps, checked against the gradients of :func:`lstmjax.layers.scan_cell` and for a
+  of time steps, checked against the gradients of :func:`lstmjax.nn.scan.scan_cell` and for a
   ``checkpoint`` (remat) in its jaxpr.
 """
 
@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax import cells
+from lstmjax.nn import cells
 from lstmjax.course._check import Wrong, exercise
-from lstmjax.layers import scan_cell
+from lstmjax.nn.scan import scan_cell
 
 
 def _xla_forward_flops(embed: int, hidden: int, classes: int, batch: int = 64) -> float:

@@ -1,0 +1,129 @@
+"""A trained run, loaded back: label probabilities for texts (:class:`Predictor`) and its metrics on a split.
+
+``lstmjax predict``, ``lstmjax explain`` and ``lstmjax evaluate`` are thin wrappers around
+:class:`Predictor` and :func:`evaluate_run`.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from lstmjax.app import rundir, stages
+from lstmjax.data import Vocab, load_dataset, pad_sequences, prepare
+from lstmjax.robustness import CheckedTexts, check_texts
+from lstmjax.training import Checkpointer, CheckpointError
+
+__all__ = ["Predictor", "evaluate_run", "restore_state"]
+
+
+def restore_state(directory: str | os.PathLike, files: rundir.RunFiles | None = None):
+    """A run directory's model state, from its last checkpoint (the best epoch's parameters when
+    the run stopped early).
+
+    Args:
+      directory: a run directory written by :func:`lstmjax.app.run.train`.
+      files: its :func:`~lstmjax.app.rundir.load_run_files` (read when not given).
+
+    Returns:
+      A :class:`~lstmjax.training.TrainState` (an ensemble's, for an ensemble run).
+    """
+    files = files or rundir.load_run_files(directory)
+    config = files.config
+    model = stages.build_model(config, len(files.vocab), len(files.label_names))
+    state = stages.initial_state(config, model, stages.make_optimizer(config, None), jax.random.key(0))
+    state, _, best = Checkpointer(directory).restore(state)
+    return state.replace(params=best) if config.patience is not None else state
+
+
+def evaluate_run(directory: str | os.PathLike, *, data: str | None = None, split: str | None = None,
+                 cache_dir: str | None = None) -> dict[str, Any]:
+    """Evaluate a run directory's model on a split (default: its own data's test split).
+
+    The texts are tokenised and encoded with the run's own tokenizer and vocabulary.
+
+    Example:
+      >>> import tempfile
+      >>> from lstmjax import Config, train
+      >>> c = Config(epochs=1, hidden=8, embed_dim=8, max_len=16, vocab_size=500, batch_size=64)
+      >>> r = train(c, tempfile.mkdtemp() + "/run", cache_dir=tempfile.mkdtemp(), log=lambda *a: None)
+      >>> report = evaluate_run(r.directory, split="validation")
+      >>> report["split"], report["support"]
+      ('validation', 1066)
+    """
+    directory = pathlib.Path(directory)
+    files = rundir.load_run_files(directory)
+    dataset = load_dataset(data or files.config.data, cache_dir=cache_dir)
+    if tuple(dataset.label_names) != files.label_names:
+        raise CheckpointError(f"{data or files.config.data}: labels {dataset.label_names} differ from the "
+                              f"model's {files.label_names}")
+    name = stages.evaluation_split(dataset.splits, split)
+    prepared = prepare(dataset, files.tokenizer, vocab=files.vocab)
+    state = restore_state(directory, files)
+    report = stages.evaluate_state(files.config, state, prepared[name], files.label_names)
+    report["split"] = name
+    return report
+
+
+class Predictor:
+    """A trained run, loaded once, that turns texts into label probabilities.
+
+    Attributes:
+      directory: the run directory.
+      files: its config, vocabulary, tokenizer and label names.
+      model: the :class:`~lstmjax.TextClassifier` the config describes.
+      state: the restored state (``state.params`` are the model's parameters).
+      label_names: the name of each label id.
+
+    Example:
+      >>> import tempfile
+      >>> from lstmjax import Config, train
+      >>> c = Config(epochs=1, hidden=8, embed_dim=8, max_len=16, vocab_size=500, batch_size=64)
+      >>> r = train(c, tempfile.mkdtemp() + "/run", cache_dir=tempfile.mkdtemp(), log=lambda *a: None)
+      >>> p = Predictor(r.directory).predict_proba(["a gorgeous, moving film", ""])
+      >>> p.shape, bool(abs(p.sum(-1) - 1).max() < 1e-5)
+      ((2, 2), True)
+      >>> Predictor(r.directory).check(["a moving\\x00 film"]).reports[0].issues[0]
+      '1 control character(s) replaced by spaces'
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = pathlib.Path(directory)
+        self.files = rundir.load_run_files(self.directory)
+        self.model = stages.build_model(self.files.config, len(self.files.vocab), len(self.files.label_names))
+        self.state = restore_state(self.directory, self.files)
+        self.label_names = self.files.label_names
+        # softmax, or the mean of the ensemble members' softmax
+        self._proba = jax.jit(stages.proba_fn(self.files.config, self.state.apply_fn))
+
+    @property
+    def vocab(self) -> Vocab:
+        return self.files.vocab
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Texts → ``token_ids <int32>[batch, max_len]``, ``lengths <int32>[batch]`` (the run's tokenizer and vocabulary)."""
+        ids = [self.vocab.encode(self.files.tokenizer(t)) for t in texts]
+        return pad_sequences(ids, maxlen=self.files.config.max_len)
+
+    def check(self, texts: Sequence[str]) -> CheckedTexts:
+        """Untrusted texts checked with this run's tokenizer, vocabulary and ``max_len``
+        (:func:`lstmjax.robustness.check_texts`): cleaned texts and one report each."""
+        return check_texts(texts, tokenizer=self.files.tokenizer, vocab=self.vocab,
+                           max_tokens=self.files.config.max_len)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """``<float32>[len(texts), num_labels]`` probabilities.
+
+        Each text first goes through :func:`lstmjax.robustness.check_texts` (non-``str`` items
+        are a ``TypeError``; control characters are removed, over-long texts cut); see
+        :meth:`check` for the reports.
+        """
+        if isinstance(texts, str):
+            raise TypeError("predict_proba takes a list of texts, not one string")
+        ids, lengths = self.encode(check_texts(texts).texts)
+        return np.asarray(self._proba(self.state.params, ids, lengths))

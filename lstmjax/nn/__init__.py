@@ -1,0 +1,35 @@
+"""The model part: pure cells → the time loop → Linen layers → the classifier. No devices, no data code.
+
+* :mod:`~lstmjax.nn.cells`: ``lstm_step``, ``gru_step``, ``rnn_step``: pure functions of a
+  parameter pytree, one line per equation; ``init_*_params``.
+* :mod:`~lstmjax.nn.scan`: :func:`scan_cell` (the masked time loop), :func:`length_mask`,
+  :func:`reverse_sequences`, :func:`remat_scan_cell`, shard_map typing.
+* :mod:`~lstmjax.nn.fused`: :func:`lstm_scan`, the LSTM loop with a hand-written backward pass.
+* :mod:`~lstmjax.nn.layers`: ``LSTM``, ``GRU``, ``SimpleRNN`` (stacked, bidirectional, masked)
+  and the one-step ``LSTMCell``, ``GRUCell``, ``SimpleRNNCell``.
+* :mod:`~lstmjax.nn.classifier`: :class:`TextClassifier`: embedding → recurrent stack → pool → dense.
+* :mod:`~lstmjax.nn.interop`: weights to and from PyTorch and Keras.
+* :mod:`~lstmjax.nn.params`: parameter paths and what a weight matrix is.
+"""
+
+from lstmjax.nn import cells
+from lstmjax.nn.cells import gru_step, init_gru_params, init_lstm_params, init_rnn_params, lstm_step, rnn_step
+from lstmjax.nn.classifier import TextClassifier, pool
+from lstmjax.nn.fused import lstm_scan
+from lstmjax.nn.interop import from_keras, from_torch, layer_like, to_keras, to_torch
+from lstmjax.nn.layers import GRU, LSTM, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell, recurrent_dropout_mask
+from lstmjax.nn.params import is_weight_matrix, param_paths, path_name
+from lstmjax.nn.scan import length_mask, remat_scan_cell, reverse_sequences, scan_cell
+
+__all__ = [
+    # cells: pure functions
+    "cells", "lstm_step", "gru_step", "rnn_step", "init_lstm_params", "init_gru_params", "init_rnn_params",
+    # the time loop
+    "scan_cell", "length_mask", "reverse_sequences", "remat_scan_cell", "lstm_scan",
+    # Linen modules
+    "LSTMCell", "GRUCell", "SimpleRNNCell", "LSTM", "GRU", "SimpleRNN", "recurrent_dropout_mask",
+    "TextClassifier", "pool",
+    # weights: other libraries, paths
+    "from_torch", "to_torch", "from_keras", "to_keras", "layer_like", "path_name", "param_paths",
+    "is_weight_matrix",
+]  # fmt: skip

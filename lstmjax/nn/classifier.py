@@ -1,0 +1,222 @@
+"""The text classifier of the document's §4.3 and §5.2: Embedding → recurrent stack → pool → Dense.
+
+The document's Keras model is the default::
+
+    Sequential([Embedding(vocab_size, 128), LSTM(128), Dense(num_classes, activation="softmax")])
+
+``TextClassifier`` returns *logits*; the softmax belongs to the loss (``optax`` cross-entropy)
+and to :meth:`TextClassifier.predict_proba`, which is numerically safer than a softmax layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lstmjax.nn import cells
+from lstmjax.nn.layers import GRU, LSTM, SimpleRNN
+from lstmjax.nn.scan import length_mask
+
+Array = jax.Array
+
+__all__ = ["TextClassifier", "pool"]
+
+PAD_ID = 0  # the data part's padding id (lstmjax.data.vocab.PAD_ID); the model part imports no data code
+Pooling = Literal["last", "mean", "max"]
+
+
+def pool(outputs: Array, lengths: Array, method: Pooling, final_h: Array | None = None) -> Array:
+    """Length-aware pooling of recurrent outputs over time.
+
+    Args:
+      outputs: ``<float>[batch, time, features]``, zero at padded steps.
+      lengths: ``<int>[batch]``.
+      method: ``"last"`` (the top layer's final hidden state(s): ``final_h`` is required),
+        ``"mean"`` (over valid steps) or ``"max"`` (over valid steps). A sequence of length 0
+        pools to zeros.
+      final_h: for ``"last"``, the top layer's final states ``<float>[directions, batch, hidden]``.
+
+    Returns:
+      ``<float>[batch, features]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> y = jnp.array([[[1.0], [3.0], [0.0]], [[-2.0], [0.0], [0.0]]])
+      >>> pool(y, jnp.array([2, 1]), "mean").tolist(), pool(y, jnp.array([2, 1]), "max").tolist()
+      ([[2.0], [-2.0]], [[3.0], [-2.0]])
+    """
+    if method == "last":
+        if final_h is None:
+            raise ValueError("pooling 'last' needs the final hidden states")
+        return jnp.concatenate(list(final_h), axis=-1)  # [forward, backward] → (B, D*H)
+    valid = length_mask(lengths, outputs.shape[1])[..., None]  # (B, T, 1)
+    if method == "mean":
+        total = jnp.sum(jnp.where(valid, outputs, 0.0), axis=1)  # (B, F)
+        count = jnp.maximum(lengths, 1).astype(outputs.dtype)[:, None]  # (B, 1)
+        return total / count
+    if method == "max":
+        neg_inf = jnp.asarray(-jnp.inf, outputs.dtype)
+        best = jnp.max(jnp.where(valid, outputs, neg_inf), axis=1)  # (B, F)
+        return jnp.where((lengths > 0)[:, None], best, jnp.zeros_like(best))
+    raise ValueError(f"pooling must be 'last', 'mean' or 'max'; got {method!r}")
+
+
+def _keras_embedding_init(key, shape, dtype=jnp.float32):
+    """Keras's ``Embedding`` default: ``U(-0.05, 0.05)`` (Flax's ``nn.Embed`` draws ``N(0, 1)``)."""
+    return jax.random.uniform(key, shape, dtype, -0.05, 0.05)
+
+
+class TextClassifier(nn.Module):
+    """Embedding → recurrent stack → length-aware pooling → Dense to class logits.
+
+    Attributes:
+      vocab_size: number of token ids (PAD = 0 included).
+      num_classes: number of labels.
+      embed_dim: embedding size (document: 128).
+      cell: ``"lstm"`` (default), ``"gru"`` or ``"rnn"``.
+      hidden_size: recurrent hidden size (document: 128).
+      num_layers: stacked recurrent layers.
+      bidirectional: bidirectional recurrent layers.
+      dropout: dropout between stacked recurrent layers.
+      recurrent_dropout: variational dropout on the recurrent state, one mask per sequence
+        (see :class:`lstmjax.LSTM`).
+      embed_dropout: dropout on the embeddings.
+      output_dropout: dropout on the pooled features before the dense layer.
+      pooling: ``"last"`` (default, as Keras ``LSTM(128)``), ``"mean"`` or ``"max"``.
+      initializer: recurrent initialisation preset (``"keras"`` default).
+      hoist_inputs: see :class:`lstmjax.LSTM`.
+      fused, remat_chunk, matmul_dtype: the recurrent loop's speed and memory options; see
+        :class:`lstmjax.LSTM` and ``tutorials/11_performance.md``.
+      trace_gates: sow every gate of every recurrent layer as ``intermediates`` (see
+        :class:`lstmjax.LSTM`; :func:`lstmjax.explain.gate_traces` reads them).
+      param_dtype: parameter dtype.
+
+    ``__call__(token_ids <int32>[batch, time], lengths <int32>[batch] | None, *, deterministic=True)``
+    returns ``<float32>[batch, num_classes]`` logits. Without ``lengths`` they are computed as
+    the number of non-PAD ids, which is right only for right padding (``[ids..., 0, 0]``):
+    with Keras-style front padding (``pad_sequences``' default ``padding="pre"``), pass
+    ``lengths`` or pad on the right. Dropout, when on, needs ``rngs={"dropout": key}``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> model = TextClassifier(vocab_size=100, num_classes=2, embed_dim=16, hidden_size=16)
+      >>> ids = jnp.array([[5, 7, 9, 0], [3, 0, 0, 0]], dtype=jnp.int32)
+      >>> variables = model.init(jax.random.key(0), ids)
+      >>> model.apply(variables, ids).shape
+      (2, 2)
+      >>> sorted(variables["params"])
+      ['dense', 'embedding', 'recurrent']
+    """
+
+    vocab_size: int
+    num_classes: int
+    embed_dim: int = 128
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    embed_dropout: float = 0.0
+    output_dropout: float = 0.0
+    pooling: Pooling = "last"
+    initializer: cells.InitPreset = "keras"
+    hoist_inputs: bool | None = None
+    param_dtype: Any = jnp.float32
+    recurrent_dropout: float = 0.0
+    fused: bool = True
+    remat_chunk: int | None = None
+    matmul_dtype: Any = None
+    trace_gates: bool = False
+
+    @property
+    def uses_dropout(self) -> bool:
+        """Whether any dropout rate is set (a training step then draws dropout keys per example)."""
+        return any(rate > 0 for rate in (self.dropout, self.embed_dropout, self.output_dropout,
+                                         self.recurrent_dropout))
+
+    def setup(self):
+        if self.cell not in ("lstm", "gru", "rnn"):
+            raise ValueError(f"cell must be 'lstm', 'gru' or 'rnn'; got {self.cell!r}")
+        if self.pooling not in ("last", "mean", "max"):
+            raise ValueError(f"pooling must be 'last', 'mean' or 'max'; got {self.pooling!r}")
+        self.embedding = nn.Embed(
+            self.vocab_size, self.embed_dim, param_dtype=self.param_dtype,
+            embedding_init=_keras_embedding_init,
+        )
+        stack = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}[self.cell]
+        self.recurrent = stack(
+            self.hidden_size, num_layers=self.num_layers, bidirectional=self.bidirectional,
+            dropout=self.dropout, initializer=self.initializer, hoist_inputs=self.hoist_inputs,
+            param_dtype=self.param_dtype, recurrent_dropout=self.recurrent_dropout,
+            fused=self.fused, remat_chunk=self.remat_chunk, matmul_dtype=self.matmul_dtype,
+            trace_gates=self.trace_gates,
+        )
+        self.dense = nn.Dense(self.num_classes, param_dtype=self.param_dtype)
+        self.embed_drop = nn.Dropout(self.embed_dropout)
+        self.output_drop = nn.Dropout(self.output_dropout)
+
+    def embed(self, token_ids: Array) -> Array:
+        """Token ids ``<int32>[batch, time]`` → embeddings ``<float>[batch, time, embed_dim]``.
+
+        Example:
+          >>> import jax, jax.numpy as jnp
+          >>> model = TextClassifier(vocab_size=10, num_classes=2, embed_dim=4, hidden_size=4)
+          >>> ids = jnp.ones((1, 3), jnp.int32)
+          >>> variables = model.init(jax.random.key(0), ids)
+          >>> model.apply(variables, ids, method=model.embed).shape
+          (1, 3, 4)
+        """
+        if not jnp.issubdtype(token_ids.dtype, jnp.integer):
+            raise TypeError(f"token_ids must be integers; got dtype {token_ids.dtype}")
+        return self.embedding(token_ids)
+
+    def logits_from_embeddings(self, embedded: Array, lengths: Array, *, deterministic: bool = True) -> Array:
+        """Embeddings ``<float>[batch, time, embed_dim]`` and ``lengths <int>[batch]`` → logits.
+
+        The part of the model after the embedding lookup, separately callable so that
+        attributions can differentiate with respect to the embeddings.
+
+        Example:
+          >>> import jax, jax.numpy as jnp
+          >>> model = TextClassifier(vocab_size=10, num_classes=3, embed_dim=4, hidden_size=4)
+          >>> ids = jnp.ones((2, 3), jnp.int32)
+          >>> variables = model.init(jax.random.key(0), ids)
+          >>> e = model.apply(variables, ids, method=model.embed)
+          >>> logits = model.apply(variables, e, jnp.array([3, 1]), method=model.logits_from_embeddings)
+          >>> bool(jnp.allclose(logits, model.apply(variables, ids, jnp.array([3, 1]))))
+          True
+        """
+        x = self.embed_drop(embedded, deterministic=deterministic)
+        outputs, final = self.recurrent(x, lengths, deterministic=deterministic)
+        if self.pooling == "last":
+            h_n = final[0] if self.cell == "lstm" else final  # (L*D, B, H)
+            directions = 2 if self.bidirectional else 1
+            features = pool(outputs, lengths, "last", final_h=h_n[-directions:])
+        else:
+            features = pool(outputs, lengths, self.pooling)
+        features = self.output_drop(features, deterministic=deterministic)
+        return self.dense(features)  # (B, num_classes)
+
+    def __call__(self, token_ids: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
+        if token_ids.ndim != 2:
+            raise ValueError(f"token_ids must be <int32>[batch, time]; got shape {token_ids.shape}")
+        if lengths is None:
+            lengths = jnp.sum(token_ids != PAD_ID, axis=1, dtype=jnp.int32)
+        return self.logits_from_embeddings(self.embed(token_ids), lengths, deterministic=deterministic)
+
+    def predict_proba(self, token_ids: Array, lengths: Array | None = None) -> Array:
+        """Class probabilities ``<float32>[batch, num_classes]`` (softmax of the logits).
+
+        Example:
+          >>> import jax, jax.numpy as jnp
+          >>> model = TextClassifier(vocab_size=10, num_classes=2, embed_dim=4, hidden_size=4)
+          >>> ids = jnp.ones((2, 3), jnp.int32)
+          >>> variables = model.init(jax.random.key(0), ids)
+          >>> p = model.apply(variables, ids, method=model.predict_proba)
+          >>> bool(jnp.allclose(p.sum(-1), 1.0))
+          True
+        """
+        return jax.nn.softmax(self(token_ids, lengths))
