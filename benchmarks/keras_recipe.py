@@ -101,7 +101,13 @@ def write_data(path: pathlib.Path) -> dict:
 def run_lstmjax(data, meta, seed: int, epochs: int, pre: bool) -> dict:
     import jax
 
-    from lstmjax import TextClassifier, create_train_state, evaluate, fit, make_optimizer
+    from lstmjax import (
+        TextClassifier,
+        create_train_state,
+        evaluate,
+        fit,
+        make_optimizer,
+    )
 
     def split(name):
         if pre:  # the padded rows as they are: every sequence is T long and starts with padding

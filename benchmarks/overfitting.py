@@ -33,12 +33,12 @@ import jax
 import numpy as np
 
 from lstmjax import compress as compression
-from lstmjax.data.batching import batches
 from lstmjax.app.config import Config
-from lstmjax.data.loading import builtin_data_dir
-from lstmjax.training.loop import evaluate
 from lstmjax.app.predictor import Predictor
 from lstmjax.app.run import train
+from lstmjax.data.batching import batches
+from lstmjax.data.loading import builtin_data_dir
+from lstmjax.training.loop import evaluate
 
 SST2 = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 

@@ -34,9 +34,9 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from lstmjax import TextClassifier  # noqa: E402
+from lstmjax.parallel.secure import secure_sum_across_devices  # noqa: E402
 from lstmjax.privacy.encrypted import ckks_inference, he_cost  # noqa: E402
 from lstmjax.privacy.secure import secure_sum
-from lstmjax.parallel.secure import secure_sum_across_devices  # noqa: E402
 
 
 def timed(fn, repeat=3):

@@ -153,6 +153,7 @@ class _LstmjaxImpl(_Impl):
 
     def _trainer(self, lr: float, ids, labels):
         import numpy as np
+
         from lstmjax.training.state import create_train_state, make_optimizer
 
         dp = self._parallel()
@@ -170,6 +171,7 @@ class _LstmjaxImpl(_Impl):
 
     def _inferrer(self, ids):
         import numpy as np
+
         from lstmjax.training.state import create_train_state, make_optimizer
 
         jax = self.jax

@@ -5,7 +5,13 @@ import datetime
 import datasets
 import pytest
 
-from lstmjax.data.anonymize import KINDS, anonymize, anonymize_dataset, is_valid_cn_id, luhn_valid
+from lstmjax.data.anonymize import (
+    KINDS,
+    anonymize,
+    anonymize_dataset,
+    is_valid_cn_id,
+    luhn_valid,
+)
 
 
 def _kinds(text):

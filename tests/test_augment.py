@@ -6,7 +6,15 @@ import datasets as hf
 import numpy as np
 import pytest
 
-from lstmjax.data.augment import OPERATIONS, augment_dataset, augment_tokens, random_deletion, random_insertion, random_swap, synonym_replacement
+from lstmjax.data.augment import (
+    OPERATIONS,
+    augment_dataset,
+    augment_tokens,
+    random_deletion,
+    random_insertion,
+    random_swap,
+    synonym_replacement,
+)
 
 TOKENS = "the quick brown fox jumps over the lazy dog".split()
 SYN = {"quick": ["fast", "rapid"], "lazy": ["idle"], "dog": ["hound", "mutt"]}

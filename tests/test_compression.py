@@ -6,7 +6,15 @@ import numpy as np
 import optax
 import pytest
 
-from lstmjax import TextClassifier, batches, create_train_state, load_dataset, make_optimizer, prepare, train_step
+from lstmjax import (
+    TextClassifier,
+    batches,
+    create_train_state,
+    load_dataset,
+    make_optimizer,
+    prepare,
+    train_step,
+)
 from lstmjax import compress as C
 from lstmjax.nn.params import leaves_with_paths
 

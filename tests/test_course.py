@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from _notebooks import execute
 
 from lstmjax import course

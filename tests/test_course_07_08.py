@@ -7,8 +7,8 @@ import optax
 import pytest
 
 from lstmjax import course
-from lstmjax.data.augment import random_swap
 from lstmjax.compress import magnitude_masks
+from lstmjax.data.augment import random_swap
 
 
 def _adjacent_swap(tokens, n, rng):  # not uniform over pairs

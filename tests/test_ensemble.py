@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from lstmjax import TextClassifier
-
-from lstmjax.training.ensemble import create_ensemble, ensemble_evaluate, ensemble_fit, ensemble_logits, ensemble_member, ensemble_predict_proba, ensemble_train_step, member_keys
+from lstmjax.training.ensemble import (
+    create_ensemble,
+    ensemble_evaluate,
+    ensemble_fit,
+    ensemble_logits,
+    ensemble_member,
+    ensemble_predict_proba,
+    ensemble_train_step,
+    member_keys,
+)
 from lstmjax.training.loop import evaluate, fit
 from lstmjax.training.state import create_train_state, make_optimizer
 from lstmjax.training.steps import train_step

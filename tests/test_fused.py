@@ -7,8 +7,8 @@ the layer hook (bidirectional, stacked, fused on/off, and the fallback under rec
 """
 
 import jax
-import jax.test_util
 import jax.numpy as jnp
+import jax.test_util
 import numpy as np
 import pytest
 

@@ -10,8 +10,18 @@ import numpy as np
 import pytest
 
 from lstmjax import TextClassifier
+from lstmjax.explain import (
+    HighlightedText,
+    format_explanation,
+    gate_traces,
+    gradient_x_input,
+    integrated_gradients,
+    integration_points,
+    plot_gates,
+    render_ansi,
+    render_html,
+)
 from lstmjax.nn import interop
-from lstmjax.explain import HighlightedText, format_explanation, gate_traces, gradient_x_input, integrated_gradients, integration_points, plot_gates, render_ansi, render_html
 
 IDS = np.array([[5, 9, 3, 17, 2, 8], [4, 12, 7, 0, 0, 0], [11, 0, 0, 0, 0, 0]], np.int32)
 LENGTHS = np.array([6, 3, 1], np.int32)
@@ -269,8 +279,8 @@ def run_dir(tmp_path_factory):
 
 def test_explain_command(run_dir, capsys, monkeypatch):
     from lstmjax.app.cli import main
-    from lstmjax.explain import explain_texts
     from lstmjax.app.predictor import Predictor
+    from lstmjax.explain import explain_texts
 
     capsys.readouterr()
     monkeypatch.setenv("NO_COLOR", "1")

@@ -9,14 +9,14 @@ import pytest
 from sklearn import metrics as skm
 
 from lstmjax import TextClassifier
-from lstmjax.training.checkpoint import Checkpointer, CheckpointError
-from lstmjax.app.rundir import check_compatible, load_run_files, save_run_files
 from lstmjax.app.config import Config
-from lstmjax.training.callbacks import Checkpointing, EarlyStopping
-from lstmjax.training.loop import TrainingError, evaluate, fit
+from lstmjax.app.rundir import check_compatible, load_run_files, save_run_files
 from lstmjax.data.tokenizer import get_tokenizer
-from lstmjax.training.state import create_train_state, make_optimizer
 from lstmjax.data.vocab import Vocab
+from lstmjax.training.callbacks import Checkpointing, EarlyStopping
+from lstmjax.training.checkpoint import Checkpointer, CheckpointError
+from lstmjax.training.loop import TrainingError, evaluate, fit
+from lstmjax.training.state import create_train_state, make_optimizer
 
 MODEL = TextClassifier(vocab_size=40, num_classes=3, embed_dim=8, hidden_size=8, embed_dropout=0.1)
 

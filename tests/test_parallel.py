@@ -18,8 +18,8 @@ import pytest
 from lstmjax import TextClassifier
 from lstmjax.data.batching import batches, prepare
 from lstmjax.data.loading import load_dataset
-from lstmjax.training.loop import evaluate, fit
 from lstmjax.parallel import DataParallel, pad_batch
+from lstmjax.training.loop import evaluate, fit
 from lstmjax.training.state import create_train_state, make_optimizer
 
 ATOL = 2e-5
@@ -222,7 +222,8 @@ def test_models_run_and_differentiate_under_shard_map(cell, options):
     """A user's own ``jax.shard_map`` over the batch: the scans' carries and the fused loop's
     custom VJP must be typed as varying over the mesh axis; loss and gradients equal one device's."""
     import jax.numpy as jnp
-    from jax.sharding import Mesh, PartitionSpec as P
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
 
     mesh = Mesh(np.array(jax.devices()[:2]), ("data",))
     model = TextClassifier(50, 3, embed_dim=8, hidden_size=8, cell=cell, **options)

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstmjax.data import batching as B
 from lstmjax import parallel as P
+from lstmjax.data import batching as B
 
 
 def host_batch():

@@ -34,8 +34,11 @@ keras = pytest.importorskip("keras")
 if keras.backend.backend() != "jax":  # pragma: no cover - conftest sets KERAS_BACKEND=jax
     pytest.skip("these tests need Keras's JAX backend (KERAS_BACKEND=jax)", allow_module_level=True)
 
+from _parity import ATOL, Case  # noqa: E402
+from _parity import assert_close as _assert_close
+from _parity import assert_trees_close as _assert_trees_close
+
 import lstmjax  # noqa: E402
-from _parity import ATOL, Case, assert_close as _assert_close, assert_trees_close as _assert_trees_close  # noqa: E402
 from lstmjax.nn import interop  # noqa: E402
 
 B, T, F, H = 5, 7, 3, 6

@@ -23,7 +23,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from _parity import ATOL, Case, assert_close as _assert_close, assert_trees_close as _assert_trees_close  # noqa: E402
+from _parity import ATOL, Case  # noqa: E402
+from _parity import assert_close as _assert_close
+from _parity import assert_trees_close as _assert_trees_close
+
 from lstmjax.nn import interop  # noqa: E402
 
 B, T, F, H = 5, 7, 3, 6

@@ -11,14 +11,21 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from lstmjax import TextClassifier, create_train_state, fit, make_optimizer, train_step
-from lstmjax.parallel import DataParallel
-from lstmjax.training import keyed
 from lstmjax.app.cli import main
 from lstmjax.app.config import Config
-from lstmjax.training.steps import sparse_cross_entropy
-from lstmjax.privacy.dp import dp_aggregate, dp_train_step, epsilon, make_dp_optimizer, noise_multiplier_for_epsilon, per_example_grads
-from lstmjax.privacy.membership import membership_attack, per_example_losses, roc_auc
 from lstmjax.data.batching import poisson_batches
+from lstmjax.parallel import DataParallel
+from lstmjax.privacy.dp import (
+    dp_aggregate,
+    dp_train_step,
+    epsilon,
+    make_dp_optimizer,
+    noise_multiplier_for_epsilon,
+    per_example_grads,
+)
+from lstmjax.privacy.membership import membership_attack, per_example_losses, roc_auc
+from lstmjax.training import keyed
+from lstmjax.training.steps import sparse_cross_entropy
 
 MODEL = TextClassifier(30, 2, embed_dim=8, hidden_size=8)
 

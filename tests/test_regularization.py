@@ -9,9 +9,14 @@ import optax
 import pytest
 
 from lstmjax import TextClassifier
-from lstmjax.parallel import DataParallel
-from lstmjax.training.regularization import add_penalty_gradient, penalty, penalty_gradient, penalized
 from lstmjax.nn.params import leaves_with_paths, param_paths
+from lstmjax.parallel import DataParallel
+from lstmjax.training.regularization import (
+    add_penalty_gradient,
+    penalized,
+    penalty,
+    penalty_gradient,
+)
 from lstmjax.training.state import create_train_state, make_optimizer
 from lstmjax.training.steps import sparse_cross_entropy, train_step
 

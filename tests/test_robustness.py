@@ -7,7 +7,13 @@ import pytest
 from sklearn.metrics.pairwise import cosine_similarity
 
 from lstmjax import TextClassifier, Vocab, get_tokenizer
-from lstmjax.robustness import attack_examples, check_texts, embedding_neighbours, greedy_substitution_attack, synonym_candidates
+from lstmjax.robustness import (
+    attack_examples,
+    check_texts,
+    embedding_neighbours,
+    greedy_substitution_attack,
+    synonym_candidates,
+)
 from lstmjax.training.state import create_train_state, make_optimizer
 from lstmjax.training.steps import train_step
 

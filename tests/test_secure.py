@@ -10,9 +10,19 @@ from scipy import stats
 
 from lstmjax import TextClassifier
 from lstmjax.parallel import secure as on_devices
-from lstmjax.privacy import secure
-from lstmjax.privacy.secure import FIELD_PRIME, aggregate, decode, encode, field_add, fixed_point_range, reconstruct, secure_sum, share
 from lstmjax.parallel.secure import secure_sum_across_devices
+from lstmjax.privacy import secure
+from lstmjax.privacy.secure import (
+    FIELD_PRIME,
+    aggregate,
+    decode,
+    encode,
+    field_add,
+    fixed_point_range,
+    reconstruct,
+    secure_sum,
+    share,
+)
 
 P = FIELD_PRIME
 

@@ -7,8 +7,13 @@ import optax
 import pytest
 
 from lstmjax import TextClassifier
-from lstmjax.training.steps import categorical_cross_entropy, eval_step, sparse_cross_entropy, train_step
 from lstmjax.training.state import create_train_state, make_optimizer
+from lstmjax.training.steps import (
+    categorical_cross_entropy,
+    eval_step,
+    sparse_cross_entropy,
+    train_step,
+)
 
 MODEL = TextClassifier(vocab_size=30, num_classes=3, embed_dim=8, hidden_size=8, embed_dropout=0.2)
 

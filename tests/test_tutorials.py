@@ -11,7 +11,6 @@ it: CI executes every tutorial once, here.
 import pathlib
 
 import pytest
-
 from _notebooks import execute
 
 TUTORIALS = sorted((pathlib.Path(__file__).resolve().parents[1] / "tutorials").glob("[0-9][0-9]_*.md"))

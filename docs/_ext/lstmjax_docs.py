@@ -27,8 +27,8 @@ notebooks and the hand-written pages get them pointed at the site's pages (:func
 from __future__ import annotations
 
 import importlib
-import inspect
 import importlib.util
+import inspect
 import os
 import pathlib
 import pkgutil

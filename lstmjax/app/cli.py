@@ -224,8 +224,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from lstmjax.explain import explain_texts, format_explanation
     from lstmjax.app.predictor import Predictor
+    from lstmjax.explain import explain_texts, format_explanation
 
     texts = list(args.texts) if args.texts else [line.rstrip("\n") for line in sys.stdin]
     if not texts:

@@ -43,7 +43,14 @@ import optax
 from lstmjax import compress
 from lstmjax.app import rundir
 from lstmjax.app.config import Config
-from lstmjax.data import Prepared, TextDataset, load_dataset, poisson_batches, prepare, process_shard
+from lstmjax.data import (
+    Prepared,
+    TextDataset,
+    load_dataset,
+    poisson_batches,
+    prepare,
+    process_shard,
+)
 from lstmjax.nn import TextClassifier
 from lstmjax.parallel import DataParallel, process_count, process_index
 from lstmjax.training import (

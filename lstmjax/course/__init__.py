@@ -16,16 +16,8 @@ Example:
   False
 """
 
+# Importing each tutorial's module registers its checkers (t00: the example exercise).
+from lstmjax.course import t00, t01, t02, t03, t04, t05, t06, t07, t08, t09, t10, t11  # noqa: F401
 from lstmjax.course._check import Result, check, exercise, exercises
-
-# Importing each tutorial's module registers its checkers.
-from lstmjax.course import t00  # noqa: F401  (the example exercise)
-
-for _name in ("t01", "t02", "t03", "t04", "t05", "t06", "t07", "t08", "t09", "t10", "t11"):
-    try:
-        __import__(f"lstmjax.course.{_name}")
-    except ModuleNotFoundError as _error:  # a tutorial without exercises yet
-        if _error.name != f"lstmjax.course.{_name}":
-            raise
 
 __all__ = ["Result", "check", "exercise", "exercises"]

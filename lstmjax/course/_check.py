@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,22 @@ _REGISTRY: dict[str, tuple[Callable[..., str], str]] = {}
 
 class Wrong(AssertionError):
     """Raised by a checker with a message telling the learner what is wrong."""
+
+
+def check_share(got, want: float, *, where: str, likely_mistake: float, hint: str, digits: int = 4) -> None:
+    """Raise :class:`Wrong` unless ``got`` ≈ ``want``; say ``hint`` when ``got`` is ``likely_mistake``.
+
+    Example:
+      >>> check_share(0.5, 0.5, where="x", likely_mistake=0.25, hint="")
+      >>> check_share(0.25, 0.5, where="on x", likely_mistake=0.25, hint=" Counted types?")
+      Traceback (most recent call last):
+      ...
+      lstmjax.course._check.Wrong: on x you return 0.2500, expected 0.5000. Counted types?
+    """
+    if math.isclose(float(got), want, rel_tol=1e-9, abs_tol=1e-12):
+        return
+    said = hint if math.isclose(float(got), likely_mistake, rel_tol=1e-9) else ""
+    raise Wrong(f"{where} you return {float(got):.{digits}f}, expected {want:.{digits}f}.{said}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import tempfile
 
 import numpy as np
 
-from lstmjax.course._check import Wrong, exercise
+from lstmjax.course._check import Wrong, check_share, exercise
 
 
 def _none(got) -> None:
@@ -32,13 +32,9 @@ def _coverage(fn):
     for v, lists in cases:
         got = fn(v, lists)
         _none(got)
-        want = v.coverage(lists)
-        if not math.isclose(float(got), want, rel_tol=1e-9):
-            types = {t for toks in lists for t in toks}
-            by_type = sum(t in v for t in types) / len(types)
-            hint = (" That is the share of *distinct* tokens (types); coverage counts every occurrence."
-                    if math.isclose(float(got), by_type, rel_tol=1e-9) else "")
-            raise Wrong(f"on {lists} you return {float(got):.4f}, expected {want:.4f}.{hint}")
+        types = {t for toks in lists for t in toks}
+        check_share(got, v.coverage(lists), where=f"on {lists}", likely_mistake=sum(t in v for t in types) / len(types),
+                    hint=" That is the share of *distinct* tokens (types); coverage counts every occurrence.")
     return "coverage = known tokens / all tokens, as Vocab.coverage."
 
 

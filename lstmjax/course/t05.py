@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import os
 import tempfile
 
@@ -11,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax.course._check import Wrong, exercise
+from lstmjax.course._check import Wrong, check_share, exercise
 
 
 @exercise("05.1", "A length-aware (masked) Keras model")
@@ -77,12 +76,10 @@ def _unknown_share(fn):
         if got is None:
             raise Wrong("your function returned None (is its body still `...`?).")
         want = 1 - prepared.vocab.coverage([english(t) for t in prepared[split]["text"][:]])
-        if not math.isclose(float(got), want, rel_tol=1e-9, abs_tol=1e-12):
-            rows = [np.asarray(r) for r in prepared[split]["token_ids"][:]]
-            per_row = float(np.mean([np.mean(r == UNK_ID) for r in rows if len(r)]))
-            hint = (" That is the mean of per-review shares: count tokens over the whole split instead."
-                    if math.isclose(float(got), per_row, rel_tol=1e-9) else "")
-            raise Wrong(f"on the {split} split you return {float(got):.5f}, expected {want:.5f}.{hint}")
+        rows = [np.asarray(r) for r in prepared[split]["token_ids"][:]]
+        check_share(got, want, where=f"on the {split} split", digits=5,
+                    likely_mistake=float(np.mean([np.mean(r == UNK_ID) for r in rows if len(r)])),
+                    hint=" That is the mean of per-review shares: count tokens over the whole split instead.")
     return "unknown share = 1 − coverage; 0 on the training split, whose tokens built the vocabulary."
 
 

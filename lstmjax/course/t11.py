@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax.nn import cells
 from lstmjax.course._check import Wrong, exercise
+from lstmjax.nn import cells
 from lstmjax.nn.scan import scan_cell
 
 

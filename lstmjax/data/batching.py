@@ -50,7 +50,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lstmjax.data.loading import TextDataset
-from lstmjax.data.tokenizer import SubwordTokenizer, Tokenizer, fingerprint, get_tokenizer
+from lstmjax.data.tokenizer import (
+    SubwordTokenizer,
+    Tokenizer,
+    fingerprint,
+    get_tokenizer,
+)
 from lstmjax.data.vocab import PAD_ID, UNK_ID, Vocab
 
 __all__ = [

@@ -7,7 +7,12 @@
 * :mod:`~lstmjax.explain.texts`: :func:`explain_texts` for a trained run (``lstmjax explain``).
 """
 
-from lstmjax.explain.attribution import Attribution, gradient_x_input, integrated_gradients, integration_points
+from lstmjax.explain.attribution import (
+    Attribution,
+    gradient_x_input,
+    integrated_gradients,
+    integration_points,
+)
 from lstmjax.explain.gates import gate_traces, plot_gates
 from lstmjax.explain.render import HighlightedText, render_ansi, render_html
 from lstmjax.explain.texts import Explanation, explain_texts, format_explanation

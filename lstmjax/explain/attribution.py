@@ -255,11 +255,7 @@ def integrated_gradients(model: TextClassifier, variables, token_ids, lengths=No
     grows (fast for ``"gausslegendre"``, like ``1/steps²`` for the trapezoid and midpoint rules).
 
     Args:
-      model: the :class:`~lstmjax.TextClassifier`.
-      variables: its variables (``{"params": ...}``).
-      token_ids: ``<int32>[batch, time]``, right-padded with PAD = 0.
-      lengths: ``<int32>[batch]`` (default: the number of non-PAD ids).
-      target: class to explain, an int or ``<int32>[batch]`` (default: the predicted class).
+      model, variables, token_ids, lengths, target: as :func:`gradient_x_input`.
       baseline: ``x'`` at each real token: ``"zeros"`` (the zero embedding, default), ``"pad"``
         or ``"unk"`` (the PAD / UNK token's embedding), or any token id. Padded positions are
         left as they are (the model ignores them).

@@ -13,11 +13,26 @@
 """
 
 from lstmjax.nn import cells
-from lstmjax.nn.cells import gru_step, init_gru_params, init_lstm_params, init_rnn_params, lstm_step, rnn_step
+from lstmjax.nn.cells import (
+    gru_step,
+    init_gru_params,
+    init_lstm_params,
+    init_rnn_params,
+    lstm_step,
+    rnn_step,
+)
 from lstmjax.nn.classifier import TextClassifier, pool
 from lstmjax.nn.fused import lstm_scan
 from lstmjax.nn.interop import from_keras, from_torch, layer_like, to_keras, to_torch
-from lstmjax.nn.layers import GRU, LSTM, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell, recurrent_dropout_mask
+from lstmjax.nn.layers import (
+    GRU,
+    LSTM,
+    GRUCell,
+    LSTMCell,
+    SimpleRNN,
+    SimpleRNNCell,
+    recurrent_dropout_mask,
+)
 from lstmjax.nn.params import is_weight_matrix, param_paths, path_name
 from lstmjax.nn.scan import length_mask, remat_scan_cell, reverse_sequences, scan_cell
 

@@ -303,9 +303,9 @@ def rnn_step(params: Params, carry: Array, x_t: Array, activation=jnp.tanh):
     Example:
       >>> import jax, jax.numpy as jnp
       >>> p = init_rnn_params(jax.random.key(0), in_features=3, hidden_size=5)
-      >>> h, y = rnn_step(p, jnp.zeros((2, 5)), jnp.ones((2, 3)))
-      >>> h.shape
-      (2, 5)
+      >>> h, _ = rnn_step(p, jnp.zeros((2, 5)), jnp.ones((2, 3)), activation=jax.nn.relu)
+      >>> h.shape, bool((h >= 0).all())   # ReLU: no negative state
+      ((2, 5), True)
     """
     return rnn_step_projected(params, carry, x_t @ params["W_x"] + params["b"], activation)
 
@@ -413,12 +413,10 @@ def init_gru_params(
 ) -> Params:
     """Draw GRU parameters in lstmjax's fused layout (presets as in :func:`init_lstm_params`).
 
+    Two biases, as PyTorch's: ``b_h`` stays inside the reset gate's product (see :func:`gru_step_projected`).
+
     Args:
-      key: a ``jax.random.key``.
-      in_features: ``F``.
-      hidden_size: ``H``.
-      initializer: ``"keras"``, ``"pytorch"`` or ``"flax"``.
-      dtype: parameter dtype.
+      key, in_features, hidden_size, initializer, dtype: as :func:`init_lstm_params`.
 
     Returns:
       ``{"W_x": <dtype>[F, 3H], "W_h": <dtype>[H, 3H], "b_x": <dtype>[3H], "b_h": <dtype>[3H]}``,
@@ -444,20 +442,15 @@ def init_rnn_params(
     """Draw simple-RNN parameters (presets as in :func:`init_lstm_params`).
 
     Args:
-      key: a ``jax.random.key``.
-      in_features: ``F``.
-      hidden_size: ``H``.
-      initializer: ``"keras"``, ``"pytorch"`` or ``"flax"``.
-      dtype: parameter dtype.
+      key, in_features, hidden_size, initializer, dtype: as :func:`init_lstm_params`.
 
     Returns:
       ``{"W_x": <dtype>[F, H], "W_h": <dtype>[H, H], "b": <dtype>[H]}``.
 
     Example:
       >>> import jax
-      >>> p = init_rnn_params(jax.random.key(0), 3, 5)
-      >>> {k: v.shape for k, v in p.items()}
-      {'W_x': (3, 5), 'W_h': (5, 5), 'b': (5,)}
+      >>> jax.tree.map(jax.numpy.shape, init_rnn_params(jax.random.key(0), in_features=3, hidden_size=5))
+      {'W_h': (5, 5), 'W_x': (3, 5), 'b': (5,)}
     """
     _check_preset(initializer)
     k_w, k_b, k_b2 = jax.random.split(key, 3)

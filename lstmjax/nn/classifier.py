@@ -76,23 +76,22 @@ class TextClassifier(nn.Module):
       vocab_size: number of token ids (PAD = 0 included).
       num_classes: number of labels.
       embed_dim: embedding size (document: 128).
+      embed_dropout: dropout on the embeddings.
       cell: ``"lstm"`` (default), ``"gru"`` or ``"rnn"``.
       hidden_size: recurrent hidden size (document: 128).
       num_layers: stacked recurrent layers.
       bidirectional: bidirectional recurrent layers.
+      initializer: recurrent initialisation preset (``"keras"`` default).
       dropout: dropout between stacked recurrent layers.
       recurrent_dropout: variational dropout on the recurrent state, one mask per sequence
         (see :class:`lstmjax.LSTM`).
-      embed_dropout: dropout on the embeddings.
-      output_dropout: dropout on the pooled features before the dense layer.
       pooling: ``"last"`` (default, as Keras ``LSTM(128)``), ``"mean"`` or ``"max"``.
-      initializer: recurrent initialisation preset (``"keras"`` default).
-      hoist_inputs: see :class:`lstmjax.LSTM`.
-      fused, remat_chunk, matmul_dtype: the recurrent loop's speed and memory options; see
-        :class:`lstmjax.LSTM` and ``tutorials/11_performance.md``.
+      output_dropout: dropout on the pooled features before the dense layer.
+      fused, hoist_inputs, remat_chunk, matmul_dtype: the recurrent loop's speed and memory
+        options; see :class:`lstmjax.LSTM` and ``tutorials/11_performance.md``.
+      param_dtype: parameter dtype.
       trace_gates: sow every gate of every recurrent layer as ``intermediates`` (see
         :class:`lstmjax.LSTM`; :func:`lstmjax.explain.gate_traces` reads them).
-      param_dtype: parameter dtype.
 
     ``__call__(token_ids <int32>[batch, time], lengths <int32>[batch] | None, *, deterministic=True)``
     returns ``<float32>[batch, num_classes]`` logits. Without ``lengths`` they are computed as
@@ -113,22 +112,26 @@ class TextClassifier(nn.Module):
 
     vocab_size: int
     num_classes: int
+    # the embedding
     embed_dim: int = 128
+    embed_dropout: float = 0.0
+    # the recurrent stack
     cell: Literal["lstm", "gru", "rnn"] = "lstm"
     hidden_size: int = 128
     num_layers: int = 1
     bidirectional: bool = False
-    dropout: float = 0.0
-    embed_dropout: float = 0.0
-    output_dropout: float = 0.0
-    pooling: Pooling = "last"
     initializer: cells.InitPreset = "keras"
-    hoist_inputs: bool | None = None
-    param_dtype: Any = jnp.float32
+    dropout: float = 0.0
     recurrent_dropout: float = 0.0
+    # pooling and the dense layer
+    pooling: Pooling = "last"
+    output_dropout: float = 0.0
+    # the time loop's speed and memory, the parameters' dtype, gate traces
     fused: bool = True
+    hoist_inputs: bool | None = None
     remat_chunk: int | None = None
     matmul_dtype: Any = None
+    param_dtype: Any = jnp.float32
     trace_gates: bool = False
 
     @property
@@ -212,11 +215,10 @@ class TextClassifier(nn.Module):
 
         Example:
           >>> import jax, jax.numpy as jnp
-          >>> model = TextClassifier(vocab_size=10, num_classes=2, embed_dim=4, hidden_size=4)
-          >>> ids = jnp.ones((2, 3), jnp.int32)
-          >>> variables = model.init(jax.random.key(0), ids)
-          >>> p = model.apply(variables, ids, method=model.predict_proba)
-          >>> bool(jnp.allclose(p.sum(-1), 1.0))
-          True
+          >>> gru = TextClassifier(vocab_size=10, num_classes=4, cell="gru", embed_dim=4, hidden_size=4)
+          >>> p = gru.apply(gru.init(jax.random.key(0), jnp.ones((1, 2), jnp.int32)), jnp.array([[3, 0]], jnp.int32),
+          ...               method=gru.predict_proba)
+          >>> p.shape, bool(jnp.allclose(p.sum(-1), 1.0))
+          ((1, 4), True)
         """
         return jax.nn.softmax(self(token_ids, lengths))

@@ -254,20 +254,15 @@ class GRUCell(_Cell):
 class SimpleRNNCell(_Cell):
     """A simple (Elman) RNN cell as a Linen module: :func:`lstmjax.nn.cells.rnn_step`.
 
-    Attributes:
-      hidden_size: ``H``.
-      initializer: initialisation preset, ``"keras"`` (default), ``"pytorch"`` or ``"flax"``.
-      activation: ``"tanh"`` (default) or ``"relu"``.
-      param_dtype: parameter dtype.
+    Attributes: those of :class:`GRUCell`, and ``activation``: ``"tanh"`` (default) or ``"relu"``.
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> cell = SimpleRNNCell(5)
-      >>> h0 = cell.initial_carry(2)
-      >>> variables = cell.init(jax.random.key(0), h0, jnp.ones((2, 3)))
-      >>> h, y = cell.apply(variables, h0, jnp.ones((2, 3)))
-      >>> h.shape
-      (2, 5)
+      >>> relu = SimpleRNNCell(5, activation="relu")
+      >>> x, h0 = jnp.ones((2, 3)), relu.initial_carry(2)
+      >>> h, _ = relu.apply(relu.init(jax.random.key(0), h0, x), h0, x)
+      >>> h.shape, bool((h >= 0).all())
+      ((2, 5), True)
     """
 
     hidden_size: int

@@ -55,7 +55,13 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from lstmjax.data.batching import num_eval_batches
 from lstmjax.parallel.processes import global_rows, replicate_across_processes
 from lstmjax.training.placement import StateStep, copy_tree, keyed, num_rows
-from lstmjax.training.steps import apply_gradient_sums, eval_step, gradient_sums, step_key, train_step
+from lstmjax.training.steps import (
+    apply_gradient_sums,
+    eval_step,
+    gradient_sums,
+    step_key,
+    train_step,
+)
 
 __all__ = [
     "DATA_AXIS",

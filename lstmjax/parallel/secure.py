@@ -19,7 +19,14 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from lstmjax.parallel.data_parallel import make_mesh
-from lstmjax.privacy.secure import Rng, check_workers, decode, encode, fixed_point_range, share
+from lstmjax.privacy.secure import (
+    Rng,
+    check_workers,
+    decode,
+    encode,
+    fixed_point_range,
+    share,
+)
 
 __all__ = ["secure_sum_across_devices"]
 

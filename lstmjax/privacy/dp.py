@@ -169,10 +169,11 @@ def per_example_grads(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[
     Example:
       >>> import jax, jax.numpy as jnp
       >>> from lstmjax import TextClassifier, create_train_state, make_optimizer
-      >>> state = create_train_state(TextClassifier(20, 2, embed_dim=4, hidden_size=4),
-      ...                            jax.random.key(0), make_optimizer())
-      >>> batch = {"token_ids": jnp.array([[3, 4], [5, 0]], jnp.int32), "lengths": jnp.array([2, 1], jnp.int32),
-      ...          "labels": jnp.array([0, 1], jnp.int32), "mask": jnp.array([True, False])}
+      >>> from lstmjax import pad_sequences
+      >>> model = TextClassifier(20, 2, embed_dim=4, hidden_size=4)
+      >>> state = create_train_state(model, jax.random.key(0), make_optimizer())
+      >>> ids, lengths = pad_sequences([[3, 4], [5]])
+      >>> batch = dict(token_ids=ids, lengths=lengths, labels=jnp.array([0, 1]), mask=jnp.array([True, False]))
       >>> grads, losses, _ = jax.jit(per_example_grads)(state, batch, jax.random.key(1))
       >>> grads["dense"]["kernel"].shape, float(jnp.abs(grads["dense"]["kernel"][1]).max())
       ((2, 4, 2), 0.0)

@@ -12,15 +12,37 @@
   :mod:`~lstmjax.training.ensemble`, :mod:`~lstmjax.training.crossval`.
 """
 
-from lstmjax.training.callbacks import Callback, Checkpointing, EarlyStopping, EpochLog, ProgressBar
-from lstmjax.training.checkpoint import CheckpointError, Checkpointer
+from lstmjax.training.callbacks import (
+    Callback,
+    Checkpointing,
+    EarlyStopping,
+    EpochLog,
+    ProgressBar,
+)
+from lstmjax.training.checkpoint import Checkpointer, CheckpointError
 from lstmjax.training.crossval import cross_validate, stratified_kfold
-from lstmjax.training.ensemble import create_ensemble, ensemble_evaluate, ensemble_fit, ensemble_member
-from lstmjax.training.loop import TrainingError, evaluate, evaluate_sums, fit, plot_history
+from lstmjax.training.ensemble import (
+    create_ensemble,
+    ensemble_evaluate,
+    ensemble_fit,
+    ensemble_member,
+)
+from lstmjax.training.loop import (
+    TrainingError,
+    evaluate,
+    evaluate_sums,
+    fit,
+    plot_history,
+)
 from lstmjax.training.metrics import classification_report, confusion_matrix
 from lstmjax.training.placement import OneDevice, Placement, keyed
 from lstmjax.training.regularization import add_penalty_gradient, penalty
-from lstmjax.training.state import TrainState, create_train_state, make_optimizer, standard_promotion
+from lstmjax.training.state import (
+    TrainState,
+    create_train_state,
+    make_optimizer,
+    standard_promotion,
+)
 from lstmjax.training.steps import (
     apply_gradient_sums,
     eval_step,

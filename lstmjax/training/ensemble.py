@@ -16,8 +16,7 @@ cross-validation, is in :mod:`lstmjax.training.crossval`.
 
 Example:
   >>> import jax
-  >>> from lstmjax import TextClassifier
-  >>> from lstmjax import make_optimizer
+  >>> from lstmjax import TextClassifier, make_optimizer
   >>> state = create_ensemble(TextClassifier(10, 2, embed_dim=4, hidden_size=4),
   ...                         jax.random.split(jax.random.key(0), 3), make_optimizer())
   >>> state.step.shape, state.params["dense"]["kernel"].shape
@@ -61,8 +60,7 @@ def create_ensemble(model: nn.Module, keys: jax.Array, tx: optax.GradientTransfo
 
     Example:
       >>> import jax
-      >>> from lstmjax import TextClassifier
-      >>> from lstmjax import make_optimizer
+      >>> from lstmjax import TextClassifier, make_optimizer
       >>> keys = jax.random.split(jax.random.key(0), 2)
       >>> state = create_ensemble(TextClassifier(10, 2, embed_dim=4, hidden_size=4), keys, make_optimizer())
       >>> m1 = create_train_state(TextClassifier(10, 2, embed_dim=4, hidden_size=4), keys[1], make_optimizer())
@@ -80,8 +78,7 @@ def ensemble_member(state: TrainState, k: int) -> TrainState:
 
     Example:
       >>> import jax
-      >>> from lstmjax import TextClassifier
-      >>> from lstmjax import make_optimizer
+      >>> from lstmjax import TextClassifier, make_optimizer
       >>> state = create_ensemble(TextClassifier(10, 2, embed_dim=4, hidden_size=4),
       ...                         jax.random.split(jax.random.key(0), 2), make_optimizer())
       >>> ensemble_member(state, 0).step.shape
@@ -98,8 +95,7 @@ def member_keys(state: TrainState) -> jax.Array:
 
     Example:
       >>> import jax
-      >>> from lstmjax import TextClassifier
-      >>> from lstmjax import make_optimizer
+      >>> from lstmjax import TextClassifier, make_optimizer
       >>> state = create_ensemble(TextClassifier(10, 2, embed_dim=4, hidden_size=4),
       ...                         jax.random.split(jax.random.key(0), 3), make_optimizer())
       >>> member_keys(state).shape
@@ -122,8 +118,7 @@ def ensemble_train_step(state: TrainState, batch: Batch, rngs: jax.Array) -> tup
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from lstmjax import TextClassifier
-      >>> from lstmjax import make_optimizer
+      >>> from lstmjax import TextClassifier, make_optimizer
       >>> state = create_ensemble(TextClassifier(10, 2, embed_dim=4, hidden_size=4),
       ...                         jax.random.split(jax.random.key(0), 3), make_optimizer())
       >>> batch = {"token_ids": jnp.array([[3, 4], [5, 0]], jnp.int32), "lengths": jnp.array([2, 1], jnp.int32),
@@ -147,8 +142,7 @@ def ensemble_logits(state: TrainState, batch: Batch) -> jax.Array:
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from lstmjax import TextClassifier
-      >>> from lstmjax import make_optimizer
+      >>> from lstmjax import TextClassifier, make_optimizer
       >>> state = create_ensemble(TextClassifier(10, 2, embed_dim=4, hidden_size=4),
       ...                         jax.random.split(jax.random.key(0), 3), make_optimizer())
       >>> batch = {"token_ids": jnp.array([[3, 4], [5, 0]], jnp.int32), "lengths": jnp.array([2, 1], jnp.int32)}
@@ -169,8 +163,7 @@ def ensemble_predict_proba(state: TrainState, batch: Batch) -> jax.Array:
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from lstmjax import TextClassifier
-      >>> from lstmjax import make_optimizer
+      >>> from lstmjax import TextClassifier, make_optimizer
       >>> state = create_ensemble(TextClassifier(10, 3, embed_dim=4, hidden_size=4),
       ...                         jax.random.split(jax.random.key(0), 2), make_optimizer())
       >>> p = ensemble_predict_proba(state, {"token_ids": jnp.array([[3, 4]], jnp.int32),
@@ -232,8 +225,7 @@ def ensemble_evaluate(state: TrainState, dataset, *, batch_size: int | None = No
 
     Example:
       >>> import jax
-      >>> from lstmjax import TextClassifier
-      >>> from lstmjax import make_optimizer
+      >>> from lstmjax import TextClassifier, make_optimizer
       >>> state = create_ensemble(TextClassifier(10, 2, embed_dim=4, hidden_size=4),
       ...                         jax.random.split(jax.random.key(0), 3), make_optimizer())
       >>> r = ensemble_evaluate(state, {"token_ids": [[2, 3], [4], [5, 6, 7]], "label": [0, 1, 1]}, batch_size=2)
@@ -276,8 +268,7 @@ def ensemble_fit(state: TrainState, train_data, *, epochs: int, batch_size: int 
 
     Example:
       >>> import jax
-      >>> from lstmjax import TextClassifier
-      >>> from lstmjax import make_optimizer
+      >>> from lstmjax import TextClassifier, make_optimizer
       >>> state = create_ensemble(TextClassifier(10, 2, embed_dim=8, hidden_size=8),
       ...                         jax.random.split(jax.random.key(0), 2), make_optimizer("adam", 0.05))
       >>> data = {"token_ids": [[2, 3], [4, 5], [2, 2, 3], [4]] * 4, "label": [0, 1, 0, 1] * 4}
