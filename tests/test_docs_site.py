@@ -256,7 +256,7 @@ def test_tutorial_page(page, browser, server):
             browser.save_screenshot(str(SHOTS / f"{page.replace('/', '_')}-{what}.png"))
 
 
-@pytest.mark.parametrize("page", ["index", "installation", "glossary", "instructor_guide", "api/index", "api/cells"])
+@pytest.mark.parametrize("page", ["index", "installation", "glossary", "instructor_guide", "api/index", "api/nn"])
 def test_other_page(page, browser, server):
     loaded = _load(browser, urllib.parse.urljoin(server, f"{page}.html"))
     browser.save_screenshot(str(SHOTS / f"{page.replace('/', '_')}.png"))

@@ -391,7 +391,7 @@ def write_api_pages(app, config) -> None:
         target = f"{{py:obj}}`{name} <{home}.{name}>`" if home else f"`{name}`"
         groups[part].append(f"| {target} | {kind} | {summary} |")
     tables = "\n\n".join(
-        f"### {{py:mod}}`lstmjax.{part}`\n\n{_summary(importlib.import_module(f'lstmjax.{part}'))}\n\n"
+        f"## {{py:mod}}`lstmjax.{part}`\n\n{_summary(importlib.import_module(f'lstmjax.{part}'))}\n\n"
         "| name | kind | summary |\n|---|---|---|\n" + "\n".join(rows)
         for part, rows in groups.items() if rows)
     toctree = "\n".join(PARTS)
@@ -413,7 +413,7 @@ doctest.
 
 {tables}
 
-## The parts
+## Pages
 
 ```{{toctree}}
 :maxdepth: 2

@@ -93,6 +93,7 @@ __all__ = [
     "write_outputs",
 ]
 
+#: The int8 model a ``quantize`` run writes into its run directory (Flax msgpack, no pickle).
 INT8_FILE = "model_int8.msgpack"
 _REPORT_KEYS = ("accuracy", "precision", "recall", "f1", "loss", "support")
 

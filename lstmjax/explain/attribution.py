@@ -38,6 +38,7 @@ __all__ = ["METHODS", "Attribution", "gradient_x_input", "integrated_gradients",
 
 Method = Literal["gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right"]
 Output = Literal["logit", "probability"]
+#: The quadrature rules :func:`integration_points` (and so :func:`integrated_gradients`) accepts.
 METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
 
 

@@ -122,7 +122,7 @@ def replicate_across_processes(tree, sharding: NamedSharding):
       sharding: a replicated ``NamedSharding`` over the run's mesh.
 
     Returns:
-      The same pytree of global ``jax.Array``s.
+      The same pytree, of global ``jax.Array`` values.
 
     Example:
       >>> import jax, jax.numpy as jnp
