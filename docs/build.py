@@ -1,9 +1,17 @@
-"""Build the lstmjax site (offline, warnings are errors) into docs/_build/html.
+"""Build the lstmjax site (offline, warnings are errors) into docs/_build/html, in every language.
 
     python docs/build.py                 # render the tutorials executed by the tests (fast mode)
     python docs/build.py --test          # ... then open every tutorial page in headless Chromium
+    python docs/build.py --language zh_CN  # one language only (repeatable)
+    python docs/build.py --partial       # tutorials not executed yet shown without outputs (a quick look)
     python docs/build.py --execute       # execute every tutorial at full size first, render those
     python docs/build.py --execute --fast  # execute in fast mode without running the tests
+
+Each language is a site of its own, ``docs/_build/html/en/`` (the source) and
+``docs/_build/html/zh_CN/`` (translated from ``docs/locales``; ``python docs/i18n.py --help``),
+with a language switch on every page; ``docs/_build/html/index.html`` leads to them. A page
+declared translated (``docs/locales/zh_CN/TRANSLATED``) with a message the catalogs do not
+translate (a new or changed English paragraph) fails the build.
 
 Without ``--execute`` no notebook runs here: the tutorials are rendered from the notebooks that
 ``python -m pytest tests/test_tutorials.py`` saved, executed, in ``docs/_build/executed`` (or
@@ -24,6 +32,7 @@ DOCS = pathlib.Path(__file__).resolve().parent
 REPO = DOCS.parent
 sys.path.insert(0, str(DOCS / "_ext"))
 
+import lstmjax_catalogs  # noqa: E402
 import lstmjax_docs  # noqa: E402
 
 
@@ -70,6 +79,24 @@ def execute(out_dir: pathlib.Path, fast: bool, timeout: int, force: bool = False
                 os.environ[key] = value
 
 
+ROOT_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>lstmjax</title>
+<meta http-equiv="refresh" content="0; url=en/index.html">
+<script>
+  // A reader whose browser asks for Chinese lands on the Chinese site; everyone else on the English one.
+  if ((navigator.languages || [navigator.language]).some(l => /^zh/i.test(l || ""))) location.replace("zh_CN/index.html");
+</script>
+</head>
+<body>
+<p><a href="en/index.html" hreflang="en">lstmjax (English)</a> · <a href="zh_CN/index.html" hreflang="zh-CN" lang="zh-CN">lstmjax（中文）</a></p>
+</body>
+</html>
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--execute", action="store_true", help="execute every tutorial first (full size)")
@@ -78,30 +105,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=1800, help="with --execute: seconds per cell")
     parser.add_argument("--test", action="store_true", help="then check the site in headless Chromium")
     parser.add_argument("--clean", action="store_true", help="rebuild every page, not only the changed ones")
+    parser.add_argument("--partial", action="store_true",
+                        help="render the tutorials not executed yet without outputs (a quick look; not with --test)")
+    parser.add_argument("--language", action="append", choices=list(lstmjax_catalogs.LANGUAGES),
+                        help="build this language only (repeatable; default: all)")
     args = parser.parse_args(argv)
+    if args.partial and args.test:
+        parser.error("--partial renders some tutorials without outputs, which the browser test refuses")
 
     if args.execute:
         out = DOCS / "_build" / ("executed-fast" if args.fast else "executed-full")
         execute(out, fast=args.fast, timeout=args.timeout, force=args.force)
         os.environ["LSTMJAX_EXECUTED_DIR"] = str(out)
-    problems = lstmjax_docs.staging_problems()
+    problems = [] if args.partial else lstmjax_docs.staging_problems()
     if problems:
         print("docs build: " + lstmjax_docs.not_ready_message(problems), file=sys.stderr)
         return 1
     print(f"rendering the executed notebooks in {lstmjax_docs.executed_dir()}", flush=True)
 
-    start = time.perf_counter()
     html = DOCS / "_build" / "html"
-    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html"]
-    if args.clean:
-        command.append("-E")
-    command += [str(DOCS), str(html), "-d", str(DOCS / "_build" / "doctrees")]
-    result = subprocess.run(command, cwd=REPO)
-    if result.returncode:
-        print(f"docs build failed (exit {result.returncode})", file=sys.stderr)
-        return result.returncode
+    for language in args.language or list(lstmjax_catalogs.LANGUAGES):
+        start = time.perf_counter()
+        command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "-D",
+                   f"language={language}", "-D", f"lstmjax_notebooks={'partial' if args.partial else 'executed'}"]
+        if args.clean:
+            command.append("-E")
+        command += [str(DOCS), str(html / language), "-d", str(DOCS / "_build" / "doctrees" / language)]
+        result = subprocess.run(command, cwd=REPO)
+        if result.returncode:
+            print(f"docs build failed ({language}, exit {result.returncode})", file=sys.stderr)
+            return result.returncode
+        print(f"built {html / language / 'index.html'} in {time.perf_counter() - start:.0f} s", flush=True)
+    (html / "index.html").write_text(ROOT_PAGE, encoding="utf-8")
     (html / ".lstmjax-built").write_text(str(lstmjax_docs.executed_dir()) + "\n")  # tests/test_docs_site.py reads it
-    print(f"built {html / 'index.html'} in {time.perf_counter() - start:.0f} s", flush=True)
 
     if args.test:
         env = dict(os.environ, LSTMJAX_DOCS_REQUIRED="1")

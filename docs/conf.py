@@ -1,7 +1,9 @@
 """Sphinx configuration for the lstmjax site.
 
-Build it with ``python docs/build.py`` (see that file, and docs/installation.md). The site builds
-offline: no notebook is executed here (the tutorials arrive executed, see
+Build it with ``python docs/build.py`` (see that file, and docs/installation.md): once per
+language, English (the source) and Chinese (``-D language=zh_CN``, translated from the catalogs
+in ``docs/locales``; see ``docs/_ext/lstmjax_i18n.py`` and ``python docs/i18n.py --help``). The
+site builds offline: no notebook is executed here (the tutorials arrive executed, see
 ``docs/_ext/lstmjax_docs.py``), MathJax is served from the site itself, and there is no
 intersphinx.
 """
@@ -15,6 +17,7 @@ sys.path.insert(0, str(DOCS / "_ext"))
 os.environ.setdefault("KERAS_BACKEND", "jax")  # autodoc imports lstmjax.nn.interop
 
 import lstmjax  # noqa: E402
+import lstmjax_translate  # noqa: E402
 
 project = "lstmjax"
 author = "the lstmjax authors"
@@ -28,14 +31,26 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "lstmjax_docs",
+    "lstmjax_i18n",
 ]
+
+# Languages: English is the source; docs/build.py builds each language with -D language=...
+# Each page has its own catalog, docs/locales/<language>/LC_MESSAGES/<docname>.po (sphinx-intl),
+# with no source locations in it (they would change with every edit of the English).
+language = "en"
+locale_dirs = ["locales/"]
+gettext_compact = False
+gettext_location = False
+gettext_uuid = False
+gettext_allow_fuzzy_translations = False  # an outdated translation shows the English instead
 
 # Sources: hand-written pages (index, installation, glossary, instructor guide), the generated
 # tutorials/ (executed notebooks) and api/ pages.
-exclude_patterns = ["_build", "_ext", "**.ipynb_checkpoints", "README.md"]
+exclude_patterns = ["_build", "_ext", "_templates", "locales", "**.ipynb_checkpoints", "README.md"]
+templates_path = ["_templates"]
 
 # MyST and MyST-NB: render the notebooks' stored outputs, never execute.
-myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist", "substitution"]
+myst_enable_extensions = list(lstmjax_translate.MYST_EXTENSIONS)  # the translated notebooks read cells alike
 myst_heading_anchors = 3
 nb_execution_mode = "off"
 nb_merge_streams = True
@@ -70,4 +85,5 @@ html_theme_options = {
     "use_fullscreen_button": False,
     "use_repository_button": False,
     "navigation_with_keys": False,
+    "article_header_end": ["lstmjax-language.html", "article-header-buttons.html"],  # the language switch
 }

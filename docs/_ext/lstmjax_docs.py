@@ -35,12 +35,15 @@ import pkgutil
 import re
 import shutil
 
+import lstmjax_catalogs
+import lstmjax_translate
+from lstmjax_links import DOCS, REPO, STAGE, TUTORIALS, rewrite_links
+from docutils import nodes
+from docutils.parsers.rst import directives
+from docutils.statemachine import StringList
 from sphinx.errors import ConfigError, ExtensionError
+from sphinx.util.docutils import SphinxDirective
 
-DOCS = pathlib.Path(__file__).resolve().parents[1]
-REPO = DOCS.parent
-TUTORIALS = REPO / "tutorials"
-STAGE = DOCS / "tutorials"  # generated
 API = DOCS / "api"  # generated
 VENDOR = DOCS / "_build" / "vendor"
 DOWNLOADS = DOCS / "_build" / "downloads"
@@ -114,45 +117,6 @@ def staging_problems(source_dir: pathlib.Path | None = None) -> list[str]:
     return [p for p in problems if p]
 
 
-_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
-
-
-def _site_path(repo_path: pathlib.Path) -> pathlib.Path | None:
-    """Where a repository file is a page of the site (its source in ``docs/``), or None."""
-    try:
-        rel = repo_path.relative_to(REPO)
-    except ValueError:
-        return None
-    if rel.parts[:1] == ("tutorials",) and rel.suffix == ".md":
-        return STAGE / rel.relative_to("tutorials").with_suffix(".ipynb")
-    if rel.parts[:1] == ("docs",) and rel.suffix == ".md":
-        return REPO / rel
-    return None
-
-
-def rewrite_links(markdown: str, source: pathlib.Path, staged: pathlib.Path) -> str:
-    """Point a tutorial's relative links to other ``.md`` files at those pages of the site.
-
-    The tutorials link to each other, to their solutions and to ``docs/glossary.md`` by paths
-    relative to ``tutorials/``, which work in Jupyter and on a code host; on the site those pages
-    live elsewhere (``docs/tutorials/*.ipynb``, ``docs/glossary.md``). Anchors (``#...``) are kept;
-    links to files that are not pages are left alone (Sphinx then warns, and the build fails).
-    """
-
-    def replace(match: re.Match) -> str:
-        target = match.group(2)
-        path, _, fragment = target.partition("#")
-        if "://" in path or not path.endswith(".md") or path.startswith("/"):
-            return match.group(0)
-        page = _site_path((source.parent / path).resolve())
-        if page is None:
-            return match.group(0)
-        new = os.path.relpath(page, staged.parent).replace(os.sep, "/") + (f"#{fragment}" if fragment else "")
-        return f"{match.group(1)}{new}{match.group(3)}"
-
-    return _LINK.sub(replace, markdown)
-
-
 def _title(notebook, source: pathlib.Path) -> str:
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
@@ -162,13 +126,35 @@ def _title(notebook, source: pathlib.Path) -> str:
     raise ExtensionError(f"{source}: no '# title' heading in the first markdown cells")
 
 
-def _banner(source: pathlib.Path, executed, docname: str, solution_doc: str | None) -> str:
-    """The note added after a tutorial's header: how its outputs were made, and downloads."""
-    info = executed.metadata.get("lstmjax", {})
-    rel = "solutions/" if source.parent.name == "solutions" else ""
-    down = f"/_build/downloads/{rel}{source.stem}"
-    if info.get("fast", True):
-        how = (
+BANNER_DIRECTIVE = "lstmjax-banner"
+
+
+def banner_cell(source: pathlib.Path, executed, solution_doc: str | None) -> str:
+    """The markdown cell added after a tutorial's header: a :class:`Banner` directive.
+
+    The directive, not its text, is staged, so the staged notebook is the same for every language
+    (switching the build's language re-reads nothing) and the banner's text, written by the
+    directive in the build's language, is not a message of the page's catalog.
+    """
+    fast = executed.metadata.get("lstmjax", {}).get("fast")  # None: staged without outputs
+    rel = source.relative_to(TUTORIALS).with_suffix("").as_posix()
+    lines = [f"```{{{BANNER_DIRECTIVE}}}", f":notebook: {rel}", f":fast: {str(fast).lower()}"]
+    if solution_doc:
+        lines.append(f":solutions: {solution_doc}")
+    return "\n".join(lines + ["```"])
+
+
+def _banner_markdown(notebook: str, fast: bool | None, solutions: str | None, language: str) -> str:
+    """The banner's MyST text, in ``language``: how the outputs were made, and the downloads."""
+    tr = lstmjax_catalogs.site_translator(language)
+    if fast is None:
+        how = tr(
+            "**No outputs.** This page shows the tutorial without running it (`python docs/build.py "
+            "--partial`, for a quick look at the text); execute the tutorials with the tests to see "
+            "their outputs."
+        )
+    elif fast:
+        how = tr(
             "**Outputs from a fast run.** The outputs on this page were computed with "
             "`LSTMJAX_FAST=1`, the switch CI uses: smaller data subsets, fewer units and epochs, "
             "so numbers and curves differ from a full run (every check still runs). "
@@ -176,21 +162,95 @@ def _banner(source: pathlib.Path, executed, docname: str, solution_doc: str | No
             "the full run time."
         )
     else:
-        how = (
+        how = tr(
             "**Outputs from a full run.** The outputs on this page were computed at the full "
             "sizes given in the header above (`python docs/build.py --execute`)."
         )
-    lines = [":::{note}", how, "", f"{{download}}`Download this notebook (.ipynb) <{down}.ipynb>`"]
-    lines[-1] += f" · {{download}}`MyST source (.md) <{down}.md>`"
-    if solution_doc:
-        lines[-1] += f" · worked solutions: {{doc}}`/{solution_doc}`"
-    lines.append(":::")
-    return "\n".join(lines)
+    down = f"/{downloads_dir(language).relative_to(DOCS).as_posix()}/{notebook}"
+    notebook_label, source_label, solutions_label = (
+        tr("Download this notebook (.ipynb)"), tr("MyST source (.md)"), tr("worked solutions:"))
+    links = f"{{download}}`{notebook_label} <{down}.ipynb>` · {{download}}`{source_label} <{down}.md>`"
+    if solutions:
+        links += f" · {solutions_label} {{doc}}`/{solutions}`"
+    return f"{how}\n\n{links}"
+
+
+FAST = {"true": True, "false": False, "none": None}
+
+
+class Banner(SphinxDirective):
+    """``lstmjax-banner``: the note after a tutorial's header, written in the build's language.
+
+    Options: ``notebook`` (``01_background``, ``solutions/01_background``), ``fast`` (``true`` when
+    the outputs come from a fast run, ``none`` when there are none), ``solutions`` (the docname of
+    the worked solutions). Its
+    text is the site's own (``site.po``), never a message of the page's catalog.
+    """
+
+    option_spec = {"notebook": directives.unchanged_required, "fast": lambda x: directives.choice(x, FAST),
+                   "solutions": directives.unchanged}
+
+    def run(self) -> list[nodes.Node]:
+        text = _banner_markdown(self.options["notebook"], FAST[self.options["fast"]], self.options.get("solutions"),
+                                self.config.language)
+        note = nodes.note(classes=[lstmjax_catalogs.NO_TRANSLATE])
+        self.state.nested_parse(StringList(text.splitlines(), source=self.env.docname), self.content_offset, note)
+        return [note]
+
+
+def downloads_dir(language: str) -> pathlib.Path:
+    """Where the site's notebooks to download are written: English in ``_build/downloads``, other
+    languages in ``_build/downloads/<language>`` (their notebooks translated from the catalogs)."""
+    return DOWNLOADS if language == "en" else DOWNLOADS / language
+
+
+NOTEBOOK_MODES = ("executed", "partial", "source")
+"""``lstmjax_notebooks``: render the executed tutorials (all must be ready), those that are ready and
+the others without outputs, or none (only the tutorials' text: the message catalogs)."""
+
+
+def _staged_notebook(source: pathlib.Path, source_dir: pathlib.Path, mode: str):
+    """The notebook to stage for ``source`` in ``mode`` (:data:`NOTEBOOK_MODES`): the executed one,
+    or the tutorial's cells without outputs. Returns ``(notebook, problem)``."""
+    import jupytext
+    import nbformat
+
+    if mode not in NOTEBOOK_MODES:
+        raise ConfigError(f"lstmjax_notebooks = {mode!r}: choose one of {', '.join(NOTEBOOK_MODES)}")
+    executed_path = source_dir / source.relative_to(TUTORIALS).with_suffix(".ipynb")
+    problem = None if mode == "source" else notebook_problem(source, executed_path)
+    if mode == "executed" or (mode == "partial" and not problem):
+        return (None, problem) if problem else (nbformat.read(executed_path, as_version=4), None)
+    notebook = jupytext.read(source)
+    notebook.metadata["lstmjax"] = {"fast": None}
+    return notebook, None
+
+
+def _write_downloads(source: pathlib.Path, rel: pathlib.Path, language: str) -> None:
+    """The tutorial as a clean notebook (no outputs) and as MyST, in ``language``."""
+    import jupytext
+    import nbformat
+
+    clean = jupytext.read(source)
+    clean.metadata.pop("jupytext", None)
+    if language != "en":
+        clean = lstmjax_translate.translate_notebook(clean, source, language)
+    for cell in clean.cells:
+        cell.pop("id", None)
+    clean.nbformat_minor = 4
+    target = downloads_dir(language) / rel
+    _write_if_changed(target, nbformat.writes(clean) + "\n")
+    text = source.read_text(encoding="utf-8") if language == "en" else jupytext.writes(clean, "md:myst")
+    _write_if_changed(target.with_suffix(".md"), text)
 
 
 def stage_notebooks(app, config) -> None:
-    """Copy the executed notebooks into ``docs/tutorials`` (with a banner) and write the indexes."""
-    import jupytext
+    """Copy the executed notebooks into ``docs/tutorials`` (with a banner) and write the indexes.
+
+    With ``lstmjax_notebooks = "source"`` (``docs/i18n.py update``, which only collects the pages'
+    messages) the tutorials' cells are staged without outputs, so no notebook has to be executed;
+    with ``"partial"`` (``docs/build.py --partial``) only those not executed yet.
+    """
     import nbformat
 
     tutorials, solutions = tutorial_sources()
@@ -200,17 +260,14 @@ def stage_notebooks(app, config) -> None:
     wanted = set()
     for source in tutorials + solutions:
         rel = source.relative_to(TUTORIALS).with_suffix(".ipynb")
-        executed_path = source_dir / rel
-        problem = notebook_problem(source, executed_path)
+        executed, problem = _staged_notebook(source, source_dir, config.lstmjax_notebooks)
         if problem:
             problems.append(problem)
             continue
-        executed = nbformat.read(executed_path, as_version=4)
-        clean = jupytext.read(source)
         docname = f"tutorials/{rel.with_suffix('').as_posix()}"
         is_solution = source.parent.name == "solutions"
-        titles[docname] = _title(clean, source)
-        banner = _banner(source, executed, docname, None if is_solution else solution_of.get(source.name[:2]))
+        titles[docname] = _title(executed, source)
+        banner = banner_cell(source, executed, None if is_solution else solution_of.get(source.name[:2]))
         for cell in executed.cells:
             if cell.cell_type == "markdown":
                 cell.source = rewrite_links(cell.source, source, STAGE / rel)
@@ -219,12 +276,7 @@ def stage_notebooks(app, config) -> None:
             cell.pop("id", None)
         executed.nbformat_minor = 4
         _write_if_changed(STAGE / rel, nbformat.writes(executed) + "\n")
-        clean.metadata.pop("jupytext", None)
-        for cell in clean.cells:
-            cell.pop("id", None)
-        clean.nbformat_minor = 4
-        _write_if_changed(DOWNLOADS / rel, nbformat.writes(clean) + "\n")
-        _write_if_changed(DOWNLOADS / rel.with_suffix(".md"), source.read_text(encoding="utf-8"))
+        _write_downloads(source, rel, config.language)
         wanted.add(STAGE / rel)
     if problems:
         raise ConfigError(not_ready_message(problems))
@@ -354,12 +406,19 @@ def _where_documented(name: str, obj, modules: dict) -> str | None:
     return None
 
 
+PART_NOTE = (
+    "The entries below are the docstrings of this part's modules, in English on the site in every "
+    "language, as the names themselves are; the {doc}`API reference <index>` lists the parts and "
+    "the flat API."
+)
+
+
 def _part_page(part: str, modules: dict) -> str:
     """One page per part: the part's own docstring, then each submodule's members."""
     names = part_modules(part)
     head = f"lstmjax.{part}"
     members = "   :no-members:\n" if len(names) > 1 else "   :members:\n   :show-inheritance:\n"
-    sections = [f"# {head}\n\n```{{eval-rst}}\n.. automodule:: {head}\n{members}```\n"]
+    sections = [f"# {head}\n\n{PART_NOTE}\n\n```{{eval-rst}}\n.. automodule:: {head}\n{members}```\n"]
     for name in names[1:]:
         sections.append(f"## {name}\n\n```{{eval-rst}}\n.. automodule:: {name}\n   :members:\n"
                         "   :show-inheritance:\n```\n")
@@ -390,9 +449,10 @@ def write_api_pages(app, config) -> None:
         summary = _summary(obj) if kind != "constant" else _summary(None, _constant_doc(modules[home], name) if home else "")
         target = f"{{py:obj}}`{name} <{home}.{name}>`" if home else f"`{name}`"
         groups[part].append(f"| {target} | {kind} | {summary} |")
-    tables = "\n\n".join(
-        f"## {{py:mod}}`lstmjax.{part}`\n\n{_summary(importlib.import_module(f'lstmjax.{part}'))}\n\n"
-        "| name | kind | summary |\n|---|---|---|\n" + "\n".join(rows)
+    tables = "\n\n".join(  # the summaries are the docstrings' first lines: English on every site
+        f"## {{py:mod}}`lstmjax.{part}`\n\n:::{{container}} {lstmjax_catalogs.NO_TRANSLATE}\n"
+        f"{_summary(importlib.import_module(f'lstmjax.{part}'))}\n\n"
+        "| name | kind | summary |\n|---|---|---|\n" + "\n".join(rows) + "\n:::"
         for part, rows in groups.items() if rows)
     toctree = "\n".join(PARTS)
     _write_if_changed(API / "index.md", API_PAGE.format(tables=tables, toctree=toctree))
@@ -405,6 +465,11 @@ API_PAGE = """\
 that defines each name; each name links to its entry on its part's page. Shapes and dtypes are
 written `<dtype>[axes]`, e.g. `<int32>[batch, time]`; every entry has an example that runs as a
 doctest.
+
+The entries are the docstrings, and they stay in English on the site in every language, as the
+names themselves do: code is written with the English names, and a docstring sits next to the
+code it describes (d2l's Chinese edition keeps its library's API in English the same way). The
+pages' own text, the tutorials and the glossary are translated.
 
 ```{{image}} ../_static/parts.svg
 :alt: The parts of lstmjax: app, then parallel, then privacy, explain, compress and robustness, then training, then nn and data; arrows run one way
@@ -487,6 +552,8 @@ def rewrite_page_links(app, docname: str, source: list[str]) -> None:
 
 
 def setup(app):
+    app.add_config_value("lstmjax_notebooks", "executed", "env", types=[str])  # or "source": see stage_notebooks
+    app.add_directive(BANNER_DIRECTIVE, Banner)
     app.connect("source-read", rewrite_page_links)
     app.connect("config-inited", vendor_mathjax)
     app.connect("config-inited", write_api_pages)

@@ -14,10 +14,21 @@ Example:
   >>> bool(course.check("00.1", lambda x: x + 2))
   ✗ 00.1: double(0) returned 2, expected 0.
   False
+
+The checks answer in the notebook's language: a translated notebook (``python docs/i18n.py
+notebooks``) sets ``LSTMJAX_LANGUAGE`` in its first cell, and :func:`language` reads it.
+
+  >>> import os
+  >>> os.environ["LSTMJAX_LANGUAGE"] = "zh_CN"
+  >>> bool(course.check("00.1", lambda x: x + 2))
+  ✗ 00.1: double(0) 返回了 2，应为 0。
+  False
+  >>> del os.environ["LSTMJAX_LANGUAGE"]
 """
 
 # Importing each tutorial's module registers its checkers (t00: the example exercise).
 from lstmjax.course import t00, t01, t02, t03, t04, t05, t06, t07, t08, t09, t10, t11  # noqa: F401
 from lstmjax.course._check import Result, check, exercise, exercises
+from lstmjax.course._i18n import language
 
-__all__ = ["Result", "check", "exercise", "exercises"]
+__all__ = ["Result", "check", "exercise", "exercises", "language"]

@@ -8,6 +8,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from lstmjax.course._i18n import tr
+
 _REGISTRY: dict[str, tuple[Callable[..., str], str]] = {}
 
 
@@ -28,7 +30,8 @@ def check_share(got, want: float, *, where: str, likely_mistake: float, hint: st
     if math.isclose(float(got), want, rel_tol=1e-9, abs_tol=1e-12):
         return
     said = hint if math.isclose(float(got), likely_mistake, rel_tol=1e-9) else ""
-    raise Wrong(f"{where} you return {float(got):.{digits}f}, expected {want:.{digits}f}.{said}")
+    raise Wrong(tr("{where} you return {got}, expected {want}.{hint}", where=where, got=f"{float(got):.{digits}f}",
+                   want=f"{want:.{digits}f}", hint=said))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,17 +82,20 @@ def exercise(exercise_id: str, title: str) -> Callable:
 
 
 def exercises() -> dict[str, str]:
-    """Every registered exercise id with its title, in order.
+    """Every registered exercise id with its title (in the checks' language), in order.
 
     Example:
       >>> exercises()["00.1"]
       'Write double(x)'
     """
-    return {k: _REGISTRY[k][1] for k in sorted(_REGISTRY)}
+    return {k: tr(_REGISTRY[k][1]) for k in sorted(_REGISTRY)}
 
 
 def check(exercise_id: str, answer: Any, *, quiet: bool = False, **context: Any) -> Result:
     """Check ``answer`` to exercise ``exercise_id``; print ``✓``/``✗`` with a message.
+
+    The message is in the language of :func:`lstmjax.course.language` (``LSTMJAX_LANGUAGE``, which
+    a translated notebook sets in its first cell).
 
     Args:
       exercise_id: ``"NN.k"``, as the tutorial's exercise says.
@@ -105,15 +111,16 @@ def check(exercise_id: str, answer: Any, *, quiet: bool = False, **context: Any)
       True
     """
     if exercise_id not in _REGISTRY:
-        raise KeyError(f"no exercise {exercise_id!r}; known: {', '.join(sorted(_REGISTRY))}")
+        raise KeyError(tr("no exercise {exercise!r}; known: {known}", exercise=exercise_id,
+                          known=", ".join(sorted(_REGISTRY))))
     checker, _ = _REGISTRY[exercise_id]
     try:
         result = Result(exercise_id, True, checker(answer, **context))
     except AssertionError as error:  # Wrong, or a plain assert in a checker
-        result = Result(exercise_id, False, str(error) or "the answer is not right")
+        result = Result(exercise_id, False, str(error) or tr("the answer is not right"))
     except Exception as error:  # the learner's code raised
         tail = "".join(traceback.format_exception_only(type(error), error)).strip()
-        result = Result(exercise_id, False, f"your code raised {tail}")
+        result = Result(exercise_id, False, tr("your code raised {error}", error=tail))
     if not quiet:
         print(f"{'✓' if result.ok else '✗'} {exercise_id}: {result.message}")
     return result

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmjax.course._check import Wrong, exercise
+from lstmjax.course._i18n import tr
 
 
 def _n_params(tree) -> int:
@@ -18,9 +19,9 @@ def _n_params(tree) -> int:
 
 def _close(got, want, what: str, rtol: float = 1e-6) -> None:
     if got is None:
-        raise Wrong(f"{what}: your function returned None (is its body still `...`?).")
+        raise Wrong(tr("{what}: your function returned None (is its body still `...`?).", what=what))
     if not math.isclose(float(got), float(want), rel_tol=rtol, abs_tol=0.0):
-        raise Wrong(f"{what}: got {got:,}, expected {want:,}.")
+        raise Wrong(tr("{what}: got {got:,}, expected {want:,}.", what=what, got=got, want=want))
 
 
 @exercise("01.1", "Count the parameters of any TextClassifier by formula")
@@ -35,16 +36,16 @@ def _count_classifier(count):
                                num_layers=layers, bidirectional=bi)
         want = _n_params(jax.eval_shape(lambda k, m=model: m.init(k, ids), jax.random.key(0)))
         got = count(V, E, H, C, cell, layers, bi)
-        what = (f"count({V}, {E}, {H}, {C}, {cell!r}, layers={layers}, bidirectional={bi}) "
-                f"(lstmjax.TextClassifier has {want:,})")
+        what = tr("{call} (lstmjax.TextClassifier has {want:,})", want=want,
+                  call=f"count({V}, {E}, {H}, {C}, {cell!r}, layers={layers}, bidirectional={bi})")
         if got is not None and got != want and not bi and layers == 1:
-            raise Wrong(f"{what}: got {got:,}. Check the per-layer formula of the {cell.upper()} "
-                        "(GRU: two bias vectors; RNN: one gate).")
+            raise Wrong(tr("{what}: got {got:,}. Check the per-layer formula of the {cell} "
+                           "(GRU: two bias vectors; RNN: one gate).", what=what, got=got, cell=cell.upper()))
         if got is not None and got != want and bi:
-            raise Wrong(f"{what}: got {got:,}. Bidirectional: two directions per layer, and every "
-                        "later layer and the dense layer read 2·H features.")
+            raise Wrong(tr("{what}: got {got:,}. Bidirectional: two directions per layer, and every "
+                           "later layer and the dense layer read 2·H features.", what=what, got=got))
         _close(got, want, what)
-    return "the formula matches lstmjax for LSTM, GRU and RNN, stacked and bidirectional."
+    return tr("the formula matches lstmjax for LSTM, GRU and RNN, stacked and bidirectional.")
 
 
 def _dot_flops(jaxpr) -> int:
@@ -80,22 +81,23 @@ def _gru_flops(flops_per_token):
     cost = jax.jit(unrolled).lower(q, xs).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     if cost and "flops" in cost:
-        counted, source = float(cost["flops"]), "XLA's cost_analysis"
+        counted, source = float(cost["flops"]), tr("XLA's cost_analysis")
     else:  # a backend that does not count: the products in the program, from its jaxpr
-        counted, source = float(_dot_flops(jax.make_jaxpr(unrolled)(q, xs).jaxpr)), "the jaxpr's products"
+        counted, source = float(_dot_flops(jax.make_jaxpr(unrolled)(q, xs).jaxpr)), tr("the jaxpr's products")
     per_token = counted / (B * T)
     got = flops_per_token(F, H)
     if got is None:
-        raise Wrong("your function returned None (is its body still `...`?).")
+        raise Wrong(tr("your function returned None (is its body still `...`?)."))
     if abs(got / per_token - 1) > 0.05:
         hint = ""
         if abs(got / per_token - 0.5) < 0.05:
-            hint = " That is half: one multiply-add is 2 FLOPs."
+            hint = tr(" That is half: one multiply-add is 2 FLOPs.")
         elif abs(got / per_token - 4 / 3) < 0.07:
-            hint = " That is the LSTM's count: a GRU has three gates, not four."
-        raise Wrong(f"gru_flops_per_token({F}, {H}) = {got:,}, but {source} counts "
-                    f"{per_token:,.0f} FLOPs per token.{hint}")
-    return f"{got:,} FLOPs per token by formula; {source}: {per_token:,.0f}."
+            hint = tr(" That is the LSTM's count: a GRU has three gates, not four.")
+        raise Wrong(tr("gru_flops_per_token({F}, {H}) = {got:,}, but {source} counts {counted:,.0f} FLOPs "
+                       "per token.{hint}", F=F, H=H, got=got, source=source, counted=per_token, hint=hint))
+    return tr("{got:,} FLOPs per token by formula; {source}: {counted:,.0f}.", got=got, source=source,
+              counted=per_token)
 
 
 @exercise("01.3", "RMSProp from scratch, checked against optax.rmsprop")
@@ -103,7 +105,7 @@ def _rmsprop(answer):
     import optax
 
     if not (isinstance(answer, tuple) and len(answer) == 2):
-        raise Wrong("pass the pair (rmsprop_init, rmsprop_update).")
+        raise Wrong(tr("pass the pair (rmsprop_init, rmsprop_update)."))
     init, update = answer
     params = {"w": jax.random.normal(jax.random.key(8), (3, 4)), "b": jnp.zeros(4)}
     grads = [jax.tree.map(lambda a, k=k: jax.random.normal(jax.random.key(k), a.shape), params)
@@ -113,7 +115,7 @@ def _rmsprop(answer):
     for step_number, g in enumerate(grads, start=1):
         out = update(g, ours, 0.01)
         if not (isinstance(out, tuple) and len(out) == 2):
-            raise Wrong("rmsprop_update must return (updates, new_state).")
+            raise Wrong(tr("rmsprop_update must return (updates, new_state)."))
         step, ours = out
         p_ours = optax.apply_updates(p_ours, step)
         step, theirs = tx.update(g, theirs, p_theirs)
@@ -122,12 +124,12 @@ def _rmsprop(answer):
             a, b = np.asarray(p_ours[name]), np.asarray(p_theirs[name])
             if not np.allclose(a, b, rtol=1e-5, atol=1e-7):
                 ratio = float(np.median(np.abs(a - params[name]) / np.maximum(np.abs(b - params[name]), 1e-30)))
-                hint = " Is the sign right (updates are *added* to the parameters)?" if ratio > 0 and np.allclose(
+                hint = tr(" Is the sign right (updates are *added* to the parameters)?") if ratio > 0 and np.allclose(
                     a - params[name], -(b - params[name]), rtol=1e-4, atol=1e-7) else ""
-                raise Wrong(f"after step {step_number}, parameter {name!r} differs from optax.rmsprop by up to "
-                            f"{np.abs(a - b).max():.2e}.{hint} Check s ← ρs + (1−ρ)g² and "
-                            "θ ← θ − η g / √(s + ε) (ε inside the root).")
-    return "five steps equal optax.rmsprop(0.01, decay=0.9, eps=1e-8)."
+                raise Wrong(tr("after step {step}, parameter {name!r} differs from optax.rmsprop by up to "
+                               "{error:.2e}.{hint} Check s ← ρs + (1−ρ)g² and θ ← θ − η g / √(s + ε) (ε inside "
+                               "the root).", step=step_number, name=name, error=np.abs(a - b).max(), hint=hint))
+    return tr("five steps equal optax.rmsprop(0.01, decay=0.9, eps=1e-8).")
 
 
 @functools.lru_cache(maxsize=1)
@@ -158,16 +160,19 @@ def _gradient_rms(gradient_rms):
     grads, want = _small_classifier_grads()
     got = gradient_rms(grads)
     if not isinstance(got, dict):
-        raise Wrong(f"return a dict {{'embedding/embedding': rms, ...}}, got {type(got).__name__}.")
+        raise Wrong(tr("return a dict {{'embedding/embedding': rms, ...}}, got {kind}.", kind=type(got).__name__))
     if set(got) != set(want):
-        raise Wrong(f"the keys should be the '/'-joined parameter paths {sorted(want)}, got {sorted(got)}.")
+        raise Wrong(tr("the keys should be the '/'-joined parameter paths {want}, got {got}.", want=sorted(want),
+                       got=sorted(got)))
     for name, value in want.items():
         g = float(got[name])
         if not math.isclose(g, value, rel_tol=1e-4):
-            raise Wrong(f"{name}: got {g:.3e}, expected the root mean square √(mean(g²)) = {value:.3e}.")
+            raise Wrong(tr("{name}: got {got:.3e}, expected the root mean square √(mean(g²)) = {want:.3e}.",
+                           name=name, got=g, want=value))
     ratio = want["dense/kernel"] / want["embedding/embedding"]
-    return (f"root mean squares match; the dense kernel's gradients are {ratio:,.0f}× the embedding's on this "
-            "small random batch (apply it to the tutorial's model and real sentences for the real gap).")
+    return tr("root mean squares match; the dense kernel's gradients are {ratio:,.0f}× the embedding's on this "
+              "small random batch (apply it to the tutorial's model and real sentences for the real gap).",
+              ratio=ratio)
 
 
 @exercise("01.5", "Predict the time of one training epoch")
@@ -178,11 +183,14 @@ def _predict_epoch(predict):
         want = steps * b * T / rate
         got = predict(n, b, rate, T)
         if got is None:
-            raise Wrong("your function returned None (is its body still `...`?).")
+            raise Wrong(tr("your function returned None (is its body still `...`?)."))
+        call = f"predict({n}, {b}, {rate}, {T})"
         if math.isclose(float(got), n * T / rate, rel_tol=1e-9) and n % b:
-            raise Wrong(f"predict({n}, {b}, {rate}, {T}) = {got:.3f} s counts only the real sentences; fit pads "
-                        f"the last batch of {n % b} to {b} rows, so it costs a full step: expected {want:.3f} s.")
+            raise Wrong(tr("{call} = {got:.3f} s counts only the real sentences; fit pads the last batch of {rest} "
+                           "to {b} rows, so it costs a full step: expected {want:.3f} s.", call=call, got=got,
+                           rest=n % b, b=b, want=want))
         if not math.isclose(float(got), want, rel_tol=1e-6):
-            raise Wrong(f"predict({n}, {b}, {rate}, {T}) = {got}, expected {want:.4f} s "
-                        f"(⌈{n}/{b}⌉ = {steps} steps × {b} × {T} tokens ÷ {rate} tokens/s).")
-    return "epoch time = ⌈N/B⌉ steps × B·T tokens ÷ tokens/s, the last batch padded."
+            raise Wrong(tr("{call} = {got}, expected {want:.4f} s (⌈{n}/{b}⌉ = {steps} steps × {b} × {T} tokens ÷ "
+                           "{rate} tokens/s).", call=call, got=got, want=want, n=n, b=b, steps=steps, T=T,
+                           rate=rate))
+    return tr("epoch time = ⌈N/B⌉ steps × B·T tokens ÷ tokens/s, the last batch padded.")
