@@ -41,25 +41,39 @@ SITE_SOURCES = DOCS / "_ext"
 TRANSLATIONS = [code for code in catalogs.LANGUAGES if code != "en"]
 
 
-def _extract_python(files: list[pathlib.Path], keywords: dict, target: pathlib.Path) -> int:
-    """Write the messages of ``files`` (``tr("...")`` calls and the like) to the ``.pot`` file ``target``."""
-    from babel.messages.catalog import Catalog
-    from babel.messages.extract import extract_from_file
-    from babel.messages.pofile import write_po
+COURSE_KEYWORDS = {"tr": None, "exercise": (2,)}  # tr("message", ...) and @exercise("NN.k", "title")
+SITE_KEYWORDS = {"tr": None}
 
+
+def python_messages(files: list[pathlib.Path], keywords: dict) -> list[str]:
+    """The messages of ``files``: the string literals of ``tr("...")`` calls and the like (babel)."""
+    from babel.messages.extract import extract_from_file
+
+    found = []
+    for path in files:
+        for _, message, _, _ in extract_from_file("python", path, keywords=keywords):
+            if isinstance(message, str) and message and message not in found:
+                found.append(message)
+    return found
+
+
+def _write_pot(messages: list[str], target: pathlib.Path) -> None:
     import lstmjax
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
 
     catalog = Catalog(project="lstmjax", version=lstmjax.__version__, copyright_holder="the lstmjax authors",
                       fuzzy=False)
-    for path in files:
-        for _, message, comments, context in extract_from_file("python", path, keywords=keywords,
-                                                               comment_tags=("TRANSLATORS:",)):
-            if isinstance(message, str) and message:
-                catalog.add(message, None, auto_comments=comments, context=context)
+    for message in messages:
+        catalog.add(message, None)
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("wb") as f:
         write_po(f, catalog, width=76, no_location=True)
-    return len(catalog)
+
+
+def course_module(name: str) -> pathlib.Path:
+    """The module of ``lstmjax.course`` whose messages catalog ``course/<name>`` holds."""
+    return next(p for p in sorted(COURSE.glob("*.py")) if (p.stem.lstrip("_") or "init") == name.removeprefix("course/"))
 
 
 def _sphinx_intl(pot_dir: pathlib.Path, locale_dir: pathlib.Path, languages: list[str]) -> None:
@@ -93,14 +107,14 @@ def update(languages: list[str], pages: bool = True) -> int:
         print("collecting the pages' messages (Sphinx's gettext builder, tutorials without outputs)", flush=True)
         if subprocess.run(command, cwd=REPO).returncode:
             return 1
-    site = _extract_python(sorted(SITE_SOURCES.glob("*.py")), {"tr": None}, SITE_POT / f"{catalogs.SITE}.pot")
-    print(f"site: {site} messages from docs/_ext", flush=True)
+    site = python_messages(sorted(SITE_SOURCES.glob("*.py")), SITE_KEYWORDS)
+    _write_pot(site, SITE_POT / f"{catalogs.SITE}.pot")
+    print(f"site: {len(site)} messages from docs/_ext", flush=True)
     shutil.rmtree(COURSE_POT, ignore_errors=True)
     for module in sorted(COURSE.glob("*.py")):
-        name = module.stem.lstrip("_") or "init"
-        n = _extract_python([module], {"tr": None, "exercise": (2,)}, COURSE_POT / f"{name}.pot")
-        if not n:
-            (COURSE_POT / f"{name}.pot").unlink()
+        found = python_messages([module], COURSE_KEYWORDS)
+        if found:
+            _write_pot(found, COURSE_POT / f"{module.stem.lstrip('_') or 'init'}.pot")
     if pages:
         _sphinx_intl(POT, catalogs.LOCALES, languages)
     _sphinx_intl(SITE_POT, catalogs.LOCALES, languages)
@@ -111,16 +125,26 @@ def update(languages: list[str], pages: bool = True) -> int:
     return check(languages, quiet=True)
 
 
-def source_problems(name: str, language: str) -> list[str]:
-    """English messages of a page's source (``docs/*.md``, a tutorial) its catalog has no translation for.
+def source_problems(name: str, language: str, text: str | None = None) -> list[str]:
+    """The English messages of a catalog's source that the catalog has no translation for: a new or
+    changed English text, before (or after) ``update``.
 
-    The site's build checks every page this way (``lstmjax_i18n``); this is the same check without
-    Sphinx, for the pages written by hand (not the generated course, solutions and API pages).
+    The source of ``course/<module>`` and ``site`` is Python (their ``tr("...")`` literals); of a
+    page, its ``.md`` (``text``, when given, stands for the file's content). The site's build checks
+    every page this way (``lstmjax_i18n``); this is the same check without Sphinx, for the pages
+    written by hand (not the generated course, solutions and API pages, which the build checks).
     """
-    source = lstmjax_translate.page_source(name)
-    if source is None:
-        return []
-    _, missing = lstmjax_translate.source_messages(source, catalogs.messages(name, language))
+    table = catalogs.messages(name, language)
+    if name == catalogs.SITE:
+        messages = python_messages(sorted(SITE_SOURCES.glob("*.py")), SITE_KEYWORDS)
+    elif name.startswith("course/"):
+        messages = python_messages([course_module(name)], COURSE_KEYWORDS)
+    else:
+        source = lstmjax_translate.page_source(name)
+        if source is None:
+            return []
+        _, messages = lstmjax_translate.source_messages(source, table, text)
+    missing = [message for message in messages if message not in table]
     return [f"{name}: no translation for {catalogs.short(message)!r}" for message in missing]
 
 

@@ -1,10 +1,13 @@
-"""The built site, opened in a real headless browser (Chromium through selenium).
+"""The built site, opened in a real headless browser (Chromium through selenium), in each language.
 
-For every tutorial and solution page: the title is shown, every stored output is there and none
-is an error, the math is typeset by MathJax (served by the site itself), every image decoded, the
-browser logged no console error and no request failed or left the local server, and the
-"Download this notebook" link gives the tutorial as a clean notebook. A screenshot of each page
-goes to ``docs/_build/screenshots/``.
+For every tutorial and solution page, in English and in Chinese: the title is shown, every stored
+output is there and none is an error, the math is typeset by MathJax (served by the site itself),
+every image decoded, the browser logged no console error and no request failed or left the local
+server, the "Download this notebook" link gives the tutorial as a clean notebook (in Chinese on the
+Chinese site), and the language switch leads to the same page in the other language. On the
+Chinese site a page declared translated shows its title and prose in Chinese, drawn with a CJK
+font; a page not translated yet says so. A screenshot of each page goes to
+``docs/_build/screenshots/<language>/``.
 
 Run it after building the site: ``python docs/build.py --test`` (which sets
 ``LSTMJAX_DOCS_REQUIRED=1``, so a missing or out-of-date site fails). In a plain ``pytest`` run
@@ -28,7 +31,9 @@ import urllib.request
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-HTML = REPO / "docs" / "_build" / "html"
+HTML = REPO / "docs" / "_build" / "html"  # one site per language: html/en/, html/zh_CN/
+LANGUAGES = ("en", "zh_CN")
+CJK = re.compile(r"[\u4e00-\u9fff]")
 STAGED = REPO / "docs" / "tutorials"  # the executed notebooks the site rendered
 SHOTS = REPO / "docs" / "_build" / "screenshots"
 CHROMIUM = os.environ.get("LSTMJAX_CHROMIUM", "/usr/bin/chromium")
@@ -50,6 +55,14 @@ SOURCES = sorted((REPO / "tutorials").glob("[0-9][0-9]_*.md")) + sorted(
     (REPO / "tutorials" / "solutions").glob("[0-9][0-9]_*.md")
 )
 PAGES = [src.relative_to(REPO / "tutorials").with_suffix("").as_posix() for src in SOURCES]
+OTHER_PAGES = ["index", "installation", "glossary", "instructor_guide", "translation", "api/index", "api/nn"]
+
+
+def _declared(language: str) -> set[str]:
+    """The pages docs/locales/<language>/TRANSLATED declares translated."""
+    path = REPO / "docs" / "locales" / language / "TRANSLATED"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    return {line.split("#", 1)[0].strip() for line in lines} - {""}
 
 pytestmark = pytest.mark.docs
 
@@ -68,7 +81,8 @@ def site() -> pathlib.Path:
     if not stamp.is_file():
         reason = f"the site is not built ({HTML} has no {stamp.name}): run `python docs/build.py --test`"
     else:
-        newer = [src.name for src in SOURCES if src.stat().st_mtime > stamp.stat().st_mtime]
+        catalogs = sorted((REPO / "docs" / "locales").rglob("*.po"))
+        newer = [src.name for src in SOURCES + catalogs if src.stat().st_mtime > stamp.stat().st_mtime]
         if newer:
             reason = f"the site is older than {', '.join(newer)}: run `python docs/build.py --test`"
     if reason and os.environ.get("LSTMJAX_DOCS_REQUIRED") == "1":
@@ -117,7 +131,6 @@ def browser(site, tmp_path_factory):
     driver.set_page_load_timeout(60)
     driver.set_script_timeout(60)
     driver.get("about:blank")
-    SHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
 
@@ -188,19 +201,112 @@ def _plain(text: str) -> str:
     return " ".join(text.split())
 
 
+def _shot(browser, language: str, name: str) -> None:
+    (SHOTS / language).mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / language / f"{name.replace('/', '_')}.png"))
+
+
+def _check_language_switch(driver, server: str, language: str, page: str) -> None:
+    """The switch in the page's header leads to this page in the other language, which exists."""
+    links = {a.get_attribute("hreflang"): a.get_attribute("href")
+             for a in driver.find_elements("css selector", ".lstmjax-language a")}
+    current = driver.find_elements("css selector", ".lstmjax-language .lstmjax-language-current")
+    assert len(current) == 1 and current[0].get_attribute("lang") == language.replace("_", "-")
+    for other in LANGUAGES:
+        if other == language:
+            continue
+        want = urllib.parse.urljoin(server, f"{other}/{page}.html")
+        assert links.get(other.replace("_", "-")) == want, f"the language switch links {links}, expected {want}"
+        with urllib.request.urlopen(want, timeout=30) as response:
+            assert response.status == 200
+
+
+def _rendered_fonts(driver, selector: str) -> dict[str, int]:
+    """The fonts Chromium drew an element's text with: ``{family: glyphs}`` (DevTools' CSS domain)."""
+    driver.execute_cdp_cmd("DOM.enable", {})
+    driver.execute_cdp_cmd("CSS.enable", {})
+    root = driver.execute_cdp_cmd("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+    node = driver.execute_cdp_cmd("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    fonts = driver.execute_cdp_cmd("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    return {font["familyName"]: font["glyphCount"] for font in fonts}
+
+
+def _cjk_families() -> set[str] | None:
+    """The installed font families with Chinese glyphs (fontconfig), or None where fc-list is missing."""
+    fc_list = shutil.which("fc-list")
+    if not fc_list:
+        return None
+    import subprocess
+
+    out = subprocess.run([fc_list, ":lang=zh", "family"], capture_output=True, text=True).stdout
+    return {name.strip() for line in out.splitlines() for name in line.split(",")}
+
+
+def _check_chinese(driver, page: str, declared: bool) -> None:
+    """A Chinese page: the document says it is Chinese; a page declared translated has its title and
+    prose in Chinese, drawn with a CJK font; one not translated yet says so at the top."""
+    assert driver.execute_script("return document.documentElement.lang;") == "zh-CN"
+    untranslated = driver.find_elements("css selector", "article .lstmjax-untranslated")
+    if not declared:
+        assert untranslated and untranslated[0].is_displayed(), "a page not translated yet must say so"
+        return
+    assert not untranslated, f"{page} is declared translated but says it is not"
+    title = driver.find_element("css selector", "article h1").text
+    assert CJK.search(title), f"the title is not in Chinese: {title!r}"
+    english = driver.execute_script(
+        """
+        const skip = 'table, pre, .cell_output, .cell_input, .math, .MathJax, mjx-container, code, .admonition.note';
+        return Array.from(document.querySelectorAll('article p, article li > p, article dd > p'))
+          .filter(p => !p.closest(skip))
+          .map(p => { const c = p.cloneNode(true);
+                      c.querySelectorAll('code, .math, mjx-container, a.reference.download').forEach(e => e.remove());
+                      return c.textContent; })
+          .filter(t => (t.match(/[A-Za-z]{2,}/g) || []).length >= 4 && !/[\u4e00-\u9fff]/.test(t));
+        """
+    )
+    assert not english, f"{len(english)} paragraphs of the Chinese page are in English, the first: {english[0][:200]!r}"
+    families = _cjk_families()
+    fonts = _rendered_fonts(driver, "article h1")
+    if families is not None:
+        assert set(fonts) & families, f"the Chinese title was drawn with {fonts}, none of them a CJK font"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("page", PAGES)
-def test_tutorial_page(page, browser, server):
+def test_tutorial_page(page, language, browser, server):
     import jupytext
     import nbformat
 
     staged = STAGED / f"{page}.ipynb"
     assert staged.is_file(), f"{page} has no page: was it executed and the site rebuilt?"
     notebook = nbformat.read(staged, as_version=4)
-    loaded = _load(browser, urllib.parse.urljoin(server, f"tutorials/{page}.html"))
-    browser.save_screenshot(str(SHOTS / f"{page.replace('/', '_')}.png"))
+    loaded = _load(browser, urllib.parse.urljoin(server, f"{language}/tutorials/{page}.html"))
+    _shot(browser, language, page)
 
-    # The title (the notebook's first heading) is shown.
-    title = re.search(r"^#\s+(.+)$", notebook.cells[0].source, flags=re.MULTILINE).group(1).strip()
+    # "Download this notebook (.ipynb)" gives the tutorial as a clean notebook (jupytext), in the
+    # site's language: on the Chinese site the Chinese notebook, whose code cells are the
+    # tutorial's after the one that sets the checks' language.
+    links = [
+        a.get_attribute("href")
+        for a in browser.find_elements("css selector", "article a.download")
+        if a.get_attribute("href").endswith(".ipynb")
+    ]
+    assert len(links) == 1, f"expected one .ipynb download link, found {links}"
+    with urllib.request.urlopen(links[0], timeout=30) as response:
+        downloaded = nbformat.reads(response.read().decode("utf-8"), as_version=4)
+    nbformat.validate(downloaded)
+    source = jupytext.read(REPO / "tutorials" / f"{page}.md")
+    assert not any(c.get("outputs") for c in downloaded.cells if c.cell_type == "code")
+    if language == "en":
+        assert [c.source for c in downloaded.cells] == [c.source for c in source.cells]
+    else:
+        code = [c.source for c in downloaded.cells if c.cell_type == "code"]
+        assert code[1:] == [c.source for c in source.cells if c.cell_type == "code"]
+        assert f'os.environ["LSTMJAX_LANGUAGE"] = "{language}"' in code[0]
+        assert downloaded.metadata["lstmjax"]["language"] == language
+
+    # The title (the first heading of the notebook in this language) is shown.
+    title = re.search(r"^#\s+(.+)$", downloaded.cells[0].source, flags=re.MULTILINE).group(1).strip()
     heading = browser.find_element("css selector", "article h1")
     assert heading.is_displayed()
     assert _plain(heading.text) == _plain(title), f"shown title {heading.text!r}, notebook title {title!r}"
@@ -231,20 +337,9 @@ def test_tutorial_page(page, browser, server):
     has_math = any("$" in cell.source for cell in notebook.cells if cell.cell_type == "markdown")
     if has_math:
         assert browser.execute_script("return document.querySelectorAll('article mjx-container').length;") > 0
-
-    # "Download this notebook (.ipynb)" gives the tutorial, as a clean notebook made by jupytext.
-    links = [
-        a.get_attribute("href")
-        for a in browser.find_elements("css selector", "article a.download")
-        if a.get_attribute("href").endswith(".ipynb")
-    ]
-    assert len(links) == 1, f"expected one .ipynb download link, found {links}"
-    with urllib.request.urlopen(links[0], timeout=30) as response:
-        downloaded = nbformat.reads(response.read().decode("utf-8"), as_version=4)
-    nbformat.validate(downloaded)
-    source = jupytext.read(REPO / "tutorials" / f"{page}.md")
-    assert [c.source for c in downloaded.cells] == [c.source for c in source.cells]
-    assert not any(c.get("outputs") for c in downloaded.cells if c.cell_type == "code")
+    _check_language_switch(browser, server, language, f"tutorials/{page}")
+    if language != "en":
+        _check_chinese(browser, page, f"tutorials/{page}" in _declared(language))
 
     # More screenshots, to look at as a reader sees them: the banner, the first displayed formula,
     # the first figure.
@@ -253,20 +348,32 @@ def test_tutorial_page(page, browser, server):
         found = browser.find_elements("css selector", selector)
         if found:
             browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", found[0])
-            browser.save_screenshot(str(SHOTS / f"{page.replace('/', '_')}-{what}.png"))
+            _shot(browser, language, f"{page}-{what}")
 
 
-@pytest.mark.parametrize("page", ["index", "installation", "glossary", "instructor_guide", "api/index", "api/nn"])
-def test_other_page(page, browser, server):
-    loaded = _load(browser, urllib.parse.urljoin(server, f"{page}.html"))
-    browser.save_screenshot(str(SHOTS / f"{page.replace('/', '_')}.png"))
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("page", OTHER_PAGES)
+def test_other_page(page, language, browser, server):
+    loaded = _load(browser, urllib.parse.urljoin(server, f"{language}/{page}.html"))
+    _shot(browser, language, page)
     assert browser.find_element("css selector", "article h1").is_displayed()
     _check_page_health(browser, server, loaded)
+    _check_language_switch(browser, server, language, page)
+    if language != "en":
+        _check_chinese(browser, page, page in _declared(language))
 
 
-def test_every_tutorial_has_a_page(site):
+def test_root_page_leads_to_each_language(site):
+    root = (site / "index.html").read_text(encoding="utf-8")
+    for language in LANGUAGES:
+        assert f'href="{language}/index.html"' in root
+        assert (site / language / "index.html").is_file()
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_tutorial_has_a_page(site, language):
     """The course page lists every tutorial in tutorials/ (new ones appear without editing the docs)."""
-    course = (site / "tutorials" / "index.html").read_text(encoding="utf-8")
+    course = (site / language / "tutorials" / "index.html").read_text(encoding="utf-8")
     for page in PAGES:
         if not page.startswith("solutions/"):
             assert f'href="{page}.html"' in course, f"the course page does not link {page}"
@@ -280,6 +387,10 @@ def _docs_extension():
     pytest.importorskip("sphinx", reason='the docs build needs Sphinx (pip install -e ".[docs]")')
     import importlib.util
 
+    import sys
+
+    if str(REPO / "docs" / "_ext") not in sys.path:
+        sys.path.insert(0, str(REPO / "docs" / "_ext"))
     spec = importlib.util.spec_from_file_location("lstmjax_docs", REPO / "docs" / "_ext" / "lstmjax_docs.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

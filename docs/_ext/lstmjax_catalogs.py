@@ -40,26 +40,26 @@ NO_TRANSLATE = "lstmjax-no-translate"
 """A class that keeps an element's text out of the catalogs (the API summaries, the banner)."""
 
 
-def catalog_path(name: str, language: str, locales: pathlib.Path = LOCALES) -> pathlib.Path:
+def catalog_path(name: str, language: str, locales: pathlib.Path | None = None) -> pathlib.Path:
     """The ``.po`` file of catalog ``name`` in ``language`` (it may not exist yet); ``locales`` is
-    the site's folder of catalogs (``docs/locales``)."""
+    the site's folder of catalogs (default :data:`LOCALES`)."""
     if name.startswith("course/"):
         return COURSE_LOCALES / language / "LC_MESSAGES" / f"{name.removeprefix('course/')}.po"
-    return locales / language / "LC_MESSAGES" / f"{name}.po"
+    return (locales or LOCALES) / language / "LC_MESSAGES" / f"{name}.po"
 
 
-def catalog_names(language: str) -> list[str]:
+def catalog_names(language: str, locales: pathlib.Path | None = None) -> list[str]:
     """Every catalog of ``language`` there is: the pages', ``site`` and the course's, sorted."""
-    pages = LOCALES / language / "LC_MESSAGES"
+    pages = (locales or LOCALES) / language / "LC_MESSAGES"
     course = COURSE_LOCALES / language / "LC_MESSAGES"
     names = [p.relative_to(pages).with_suffix("").as_posix() for p in pages.rglob("*.po")] if pages.is_dir() else []
     names += [f"course/{p.stem}" for p in course.glob("*.po")] if course.is_dir() else []
     return sorted(names)
 
 
-def declared(language: str, locales: pathlib.Path = LOCALES) -> list[str]:
+def declared(language: str, locales: pathlib.Path | None = None) -> list[str]:
     """The catalogs ``docs/locales/<language>/TRANSLATED`` declares translated (``#`` starts a comment)."""
-    path = locales / language / "TRANSLATED"
+    path = (locales or LOCALES) / language / "TRANSLATED"
     if not path.is_file():
         return []
     lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
@@ -83,13 +83,13 @@ def _messages(path: pathlib.Path, mtime_ns: int) -> dict[str, str]:
     return {m.id: m.string for m in catalog if m.id and m.string and not m.fuzzy and isinstance(m.id, str)}
 
 
-def messages(name: str, language: str, locales: pathlib.Path = LOCALES) -> dict[str, str]:
+def messages(name: str, language: str, locales: pathlib.Path | None = None) -> dict[str, str]:
     """``{English: translation}`` of catalog ``name``: translated messages only, never fuzzy ones."""
     path = catalog_path(name, language, locales)
     return _messages(path, path.stat().st_mtime_ns) if path.is_file() else {}
 
 
-def site_translator(language: str, locales: pathlib.Path = LOCALES) -> Callable[[str], str]:
+def site_translator(language: str, locales: pathlib.Path | None = None) -> Callable[[str], str]:
     """``tr(english) -> text in language``, from the ``site`` catalog (English where it has none)."""
     table = {} if language == "en" else messages(SITE, language, locales)
     return lambda text: table.get(text, text)

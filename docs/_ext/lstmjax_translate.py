@@ -209,18 +209,20 @@ def page_source(name: str) -> pathlib.Path | None:
     return path if path.is_file() and not name.startswith("api/") else None
 
 
-def source_messages(source: pathlib.Path, table: dict[str, str]) -> tuple[list[str], list[str]]:
+def source_messages(source: pathlib.Path, table: dict[str, str], text: str | None = None) -> tuple[list[str], list[str]]:
     """The messages of a page's English source as the site reads it (its links pointed at the
-    site's pages), and those ``table`` has no translation for."""
+    site's pages), and those ``table`` has no translation for. ``text`` stands for the content of
+    the file ``source`` when given."""
     import jupytext
 
     source = pathlib.Path(source).resolve()
+    text = source.read_text(encoding="utf-8") if text is None else text
     if source.is_relative_to(TUTORIALS):
         staged = STAGE / source.relative_to(TUTORIALS).with_suffix(".ipynb")
-        texts = [rewrite_links(cell.source, source, staged) for cell in jupytext.read(source).cells
+        texts = [rewrite_links(cell.source, source, staged) for cell in jupytext.reads(text, "md:myst").cells
                  if cell.cell_type == "markdown"]
     else:
-        texts = [rewrite_links(source.read_text(encoding="utf-8"), source, source)]
+        texts = [rewrite_links(text, source, source)]
     used, missing = [], []
     for text in texts:
         _, found, lacking = translate_markdown(text, table)

@@ -30,8 +30,9 @@ def check_share(got, want: float, *, where: str, likely_mistake: float, hint: st
     if math.isclose(float(got), want, rel_tol=1e-9, abs_tol=1e-12):
         return
     said = hint if math.isclose(float(got), likely_mistake, rel_tol=1e-9) else ""
-    raise Wrong(tr("{where} you return {got}, expected {want}.{hint}", where=where, got=f"{float(got):.{digits}f}",
-                   want=f"{want:.{digits}f}", hint=said))
+    got_text, want_text = f"{float(got):.{digits}f}", f"{want:.{digits}f}"
+    raise Wrong(tr("{where} you return {got}, expected {want}.{hint}", where=where, got=got_text, want=want_text,
+                   hint=said))
 
 
 @dataclasses.dataclass(frozen=True)

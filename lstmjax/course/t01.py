@@ -36,8 +36,8 @@ def _count_classifier(count):
                                num_layers=layers, bidirectional=bi)
         want = _n_params(jax.eval_shape(lambda k, m=model: m.init(k, ids), jax.random.key(0)))
         got = count(V, E, H, C, cell, layers, bi)
-        what = tr("{call} (lstmjax.TextClassifier has {want:,})", want=want,
-                  call=f"count({V}, {E}, {H}, {C}, {cell!r}, layers={layers}, bidirectional={bi})")
+        call = f"count({V}, {E}, {H}, {C}, {cell!r}, layers={layers}, bidirectional={bi})"
+        what = tr("{call} (lstmjax.TextClassifier has {want:,})", call=call, want=want)
         if got is not None and got != want and not bi and layers == 1:
             raise Wrong(tr("{what}: got {got:,}. Check the per-layer formula of the {cell} "
                            "(GRU: two bias vectors; RNN: one gate).", what=what, got=got, cell=cell.upper()))
