@@ -255,7 +255,8 @@ def _check_chinese(driver, page: str, declared: bool) -> None:
     assert CJK.search(title), f"the title is not in Chinese: {title!r}"
     english = driver.execute_script(
         """
-        const skip = 'table, pre, .cell_output, .cell_input, .math, .MathJax, mjx-container, code, .admonition.note';
+        const skip = 'table, pre, .cell_output, .cell_input, .math, .MathJax, mjx-container, code, .admonition.note, '
+                   + 'dl.py, .lstmjax-english, .lstmjax-no-translate';
         return Array.from(document.querySelectorAll('article p, article li > p, article dd > p'))
           .filter(p => !p.closest(skip))
           .map(p => { const c = p.cloneNode(true);

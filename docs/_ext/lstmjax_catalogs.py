@@ -154,9 +154,21 @@ def kept_parts(message: str) -> set[str]:
     return parts
 
 
-def problems_of(msgid: str, msgstr: str, *, format_fields: bool) -> list[str]:
-    """What a translation lost or changed that must stay as it is (empty when it is fine)."""
+_BLOCK_START = re.compile(r"^(\d{1,9}[.)]|[-+*>])(\s|$)")
+"""A line that Markdown reads as a list item or a quote when it starts a message on its own."""
+
+
+def problems_of(msgid: str, msgstr: str, *, format_fields: bool, markdown: bool = False) -> list[str]:
+    """What a translation lost or changed that must stay as it is (empty when it is fine).
+
+    ``markdown``: the message is a page's Markdown, which Sphinx parses on its own when it puts the
+    translation in place; one that starts like a list item (``1. ...``, the tutorials' numbered
+    headings) would become a list and be dropped, so it must escape the marker (``1\\. ...``).
+    """
     found = []
+    if markdown and _BLOCK_START.match(msgstr):
+        found.append(f"starts with {msgstr.split()[0]!r}, which Markdown reads as a list: escape it "
+                     f"({msgstr.split()[0][:-1]}\\{msgstr.split()[0][-1]})")
     missing = sorted(kept_parts(msgid) - set(kept_parts(msgstr)))
     if missing:
         found.append(f"keeps not {', '.join(missing)}")
@@ -219,7 +231,8 @@ def stats(name: str, language: str) -> Stats:
             untranslated += 1
         else:
             translated += 1
-            for problem in problems_of(message.id, message.string, format_fields=format_fields):
+            for problem in problems_of(message.id, message.string, format_fields=format_fields,
+                                       markdown=not format_fields):
                 problems.append(f"{short(message.id)!r} {problem}")
     return Stats(name, translated, fuzzy, untranslated, len(catalog.obsolete), tuple(problems))
 

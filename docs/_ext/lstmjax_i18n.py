@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 UNTRANSLATED_CLASS = "lstmjax-untranslated"
 """The class of the "not translated yet" note (the browser test looks for it)."""
+ENGLISH_CLASS = "lstmjax-english"
+"""A paragraph that stays English in every language (a docstring, a formula, a line of code)."""
 
 
 def _has_class(node: nodes.Node, name: str) -> bool:
@@ -93,6 +95,8 @@ class KeepEnglish(SphinxTransform):
                 continue
             if keeps_english(node) or any(cell in english_cells for cell in _ancestors(node)):
                 node["translatable"] = False
+                if isinstance(node, nodes.paragraph):  # the browser test tells English prose kept on purpose
+                    node["classes"].append(ENGLISH_CLASS)
 
 
 def _ancestors(node: nodes.Node):
@@ -109,7 +113,11 @@ def record_untranslated(app, doctree: nodes.document) -> None:
     """``doctree-read``: the messages of the page that have no translation (after Sphinx translated it)."""
     if not _is_translated_build(app):
         return
-    found = [(message, bool(node.get("translated"))) for node, message in extract_messages(doctree)]
+    # Sphinx translates an image's alt text in place without marking the node translated: it is
+    # done when its text is now one of the catalog's translations.
+    translations = set(catalogs.messages(app.env.docname, app.config.language, locales_dir(app)).values())
+    found = [(message, bool(node.get("translated")) or (isinstance(node, nodes.image) and message in translations))
+             for node, message in extract_messages(doctree)]
     app.env.lstmjax_untranslated[app.env.docname] = ([m for m, done in found if not done], len(found))
 
 
