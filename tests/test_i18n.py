@@ -323,6 +323,8 @@ def test_site_check_on_a_one_page_site(tmp_path):
     assert "决定细胞状态保留什么" in html and "lstmjax-untranslated" not in html
     assert "forget gate" in html  # the English column stays English
     assert 'href="../en/index.html"' in html  # the language switch's context (no theme template here)
+    search = (tmp_path / "zh" / "_static" / "language_data.js").read_text(encoding="utf-8")
+    assert "window.Stemmer = EnglishStemmer;" in search and "ChineseStemmer" not in search  # Sphinx 9.0's own is broken
 
     (src / "index.md").write_text(PAGE.replace("decides what", "decides which part of what"), encoding="utf-8")
     result = _sphinx(src, "html", tmp_path / "zh", "zh_CN")

@@ -195,13 +195,50 @@ def language_switch(app, pagename: str, templatename: str, context: dict, doctre
         f'\n<link rel="alternate" hreflang="{link["hreflang"]}" href="{link["href"]}" />' for link in links)
 
 
+def _chinese_search():
+    """Sphinx's Chinese search, with a stemmer its page script can find.
+
+    Sphinx 9.0's ``SearchChinese`` stems the Latin words of a Chinese page with the English
+    stemmer but writes ``window.Stemmer = ChineseStemmer`` into ``language_data.js``, a class no
+    script defines: every page of the Chinese site logged "ChineseStemmer is not defined" (the
+    browser test fails on it) and the search box did nothing. This one ships the English stemmer
+    under its own name.
+    """
+    import sphinx.search
+    from sphinx.search.zh import SearchChinese
+
+    class ChineseSearch(SearchChinese):
+        js_stemmer_rawcode = ""  # so Sphinx takes js_stemmer_code as it is
+
+        @property
+        def js_stemmer_code(self) -> str:
+            folder = sphinx.search._MINIFIED_JS_PATH
+            return "\n".join([(folder / "base-stemmer.js").read_text(encoding="utf-8"),
+                              (folder / "english-stemmer.js").read_text(encoding="utf-8"),
+                              "window.Stemmer = EnglishStemmer;"])
+
+    return ChineseSearch
+
+
+def use_chinese_search(app) -> None:
+    """``builder-inited``: the Chinese site's search uses :func:`_chinese_search`'s language."""
+    import sphinx.search
+
+    if app.config.language.startswith("zh"):
+        sphinx.search.languages["zh"] = _chinese_search()
+
+
+EVENTS = {
+    "builder-inited": _init_env, "doctree-read": record_untranslated, "env-purge-doc": _purge,
+    "env-merge-info": _merge, "env-check-consistency": check_declared, "doctree-resolved": note_untranslated,
+    "html-page-context": language_switch,
+}
+"""Sphinx's events and what this extension does on each."""
+
+
 def setup(app):
     app.add_transform(KeepEnglish)
-    app.connect("builder-inited", _init_env)
-    app.connect("doctree-read", record_untranslated)
-    app.connect("env-purge-doc", _purge)
-    app.connect("env-merge-info", _merge)
-    app.connect("env-check-consistency", check_declared)
-    app.connect("doctree-resolved", note_untranslated)
-    app.connect("html-page-context", language_switch)
+    app.connect("builder-inited", use_chinese_search)
+    for event, handler in EVENTS.items():
+        app.connect(event, handler)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
