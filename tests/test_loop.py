@@ -127,7 +127,7 @@ class TestCheckpoints:
             ckpt.save(2, changed, {"epoch": 2})
         monkeypatch.undo()
         fresh = Checkpointer(tmp_path)
-        assert fresh.latest_epoch() == 1
+        assert fresh.latest_step() == 1
         restored, meta, _ = fresh.restore(_state(seed=5))
         assert meta == {"epoch": 1}
         _assert_same(restored.params, state.params)
