@@ -82,16 +82,10 @@ def _flag(field: str) -> str:
 
 def _config_from_args(args: argparse.Namespace):
     """The Config the options ask for; a bad value is an error that names its option (``--seed must be ...``)."""
-    from lstmjax.app.config import Config, ConfigError
+    from lstmjax.app.config import Config
 
     changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
-    try:
-        return Config(**changes)
-    except ConfigError as e:
-        message = str(e)
-        if e.field and message.startswith(e.field):
-            message = _flag(e.field) + message[len(e.field):]
-        raise ValueError(message) from None
+    return Config(**changes)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -356,7 +350,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _describe(error: BaseException) -> str:
-    """An error as one readable message: an ``OSError`` with what failed and where (``[Errno 28] ...``)."""
+    """An error as one readable message: a config field as its option (``--seed must be ...``), an
+    ``OSError`` with what failed and where."""
+    from lstmjax.app.config import ConfigError
+
+    field = getattr(error, "field", None)
+    if isinstance(error, ConfigError) and field and str(error).startswith(field):
+        return _flag(field) + str(error)[len(field):]
     if isinstance(error, OSError) and error.strerror:
         where = " ".join(repr(str(f)) for f in (error.filename, error.filename2) if f)
         hint = " (the disk is full: free space, then --resume)" if error.errno == 28 else ""

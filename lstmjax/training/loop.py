@@ -101,7 +101,7 @@ def evaluate(state: TrainState, dataset, *, batch_size: int | None = None, max_l
       num_classes: number of classes (default: ``len(label_names)`` or the model's logits).
       parallel: a placement (default: one device), e.g. :class:`lstmjax.parallel.DataParallel`.
         The metrics are the same on any number of devices or processes (each process passes
-        its own shard of the split and a ``batch_size`` that is the global one).
+        the whole split and a ``batch_size`` that is the global one, and feeds its part of each batch).
 
     Returns:
       :func:`lstmjax.training.metrics.classification_report`'s dict plus ``"loss"`` (mean cross-entropy).
@@ -140,34 +140,36 @@ def model_vocab_size(state) -> int | None:
     return size if isinstance(size, int) else None
 
 
-def _host_sums(placement: Placement, total, carried: dict | None) -> dict:
-    """The epoch's metric sums so far on the host: this run's steps plus those of a resumed checkpoint."""
-    sums = placement.get_metrics(total) if total is not None else None
-    if carried is None:
-        return sums
-    carried = {k: np.asarray(v) for k, v in carried.items()}
-    return carried if sums is None else jax.tree.map(lambda a, b: a + b, sums, carried)
+def _carried(progress: dict | None) -> dict | None:
+    """A resumed epoch's metric sums, typed as they were on the devices."""
+    if not progress:
+        return None
+    return {k: np.asarray(v, progress["dtypes"][k]) for k, v in progress["sums"].items()}
 
 
 def _train_epoch(run: StateStep, device_state, placement: Placement, epoch: int, epoch_batches: Iterable,
                  callbacks: Sequence[Callback], history: dict, progress: dict | None):
     """One epoch of steps (from ``progress["batches"]`` on, resuming one); returns the device state
     and the epoch's summed metrics (host NumPy). After each step, callbacks may ask for a snapshot:
-    the state and the history with ``epoch_progress`` (batches done, their metric sums)."""
-    done = progress["batches"] if progress else 0
-    carried = progress["sums"] if progress else None
-    total = None
+    the state and the history with ``epoch_progress`` (batches done, their metric sums).
+
+    A resumed epoch's sums continue from the checkpoint's, added in the same order and dtype as
+    an uninterrupted epoch's, so its record is the same to the last bit."""
+    done, total = (progress["batches"] if progress else 0), _carried(progress)
     for batch in epoch_batches:
         device_state, m = run(device_state, placement.put_batch(batch))
         total, done = _sum(total, m), done + 1
 
         def snapshot(state=device_state, total=total, done=done):
-            sums = {k: np.asarray(v).tolist() for k, v in _host_sums(placement, total, carried).items()}
-            return placement.get_state(state), {**history, "epoch_progress": {"batches": done, "sums": sums}}
+            sums = placement.get_metrics(total)
+            progress = {"batches": done, "sums": {k: np.asarray(v).tolist() for k, v in sums.items()},
+                        "dtypes": {k: np.asarray(v).dtype.name for k, v in sums.items()}}
+            return placement.get_state(state), {**history, "epoch_progress": progress}
 
         for cb in callbacks:
             cb.on_step_end(epoch, done, snapshot)
-    return device_state, _host_sums(placement, total, carried)
+    return device_state, (placement.get_metrics(total) if progress is None or done > progress["batches"]
+                          else total)
 
 
 def _epoch_batches(epoch: int, train_data, plan: dict, seed: int, train_batches, start: int):
