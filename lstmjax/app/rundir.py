@@ -26,6 +26,7 @@ import pathlib
 from typing import Any
 
 from lstmjax.app.config import FIXED_FIELDS, RESUME_FIELDS, Config
+from lstmjax.data.loading import data_source
 from lstmjax.data.tokenizer import Tokenizer, tokenizer_from_config
 from lstmjax.data.vocab import Vocab
 from lstmjax.training.checkpoint import CheckpointError
@@ -218,6 +219,8 @@ def check_compatible(directory: str | os.PathLike, config: Config, vocab: Vocab 
       lstmjax.training.checkpoint.CheckpointError: ...: resuming would make it a different run: lr: saved 0.001, given 0.01; ...
     """
     saved = load_run_files(directory)
+    # data as the user meant it: a run written before config.json held absolute paths still matches
+    saved = dataclasses.replace(saved, config=saved.config.replace(data=data_source(saved.config.data)))
     differing = [f.name for f in dataclasses.fields(Config)
                  if f.name not in RESUME_FIELDS and getattr(saved.config, f.name) != getattr(config, f.name)]
     fixed = [name for name in differing if name in FIXED_FIELDS]
