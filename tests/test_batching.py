@@ -170,5 +170,7 @@ def test_prefetch_order_errors_and_overlap():
     gen = B.prefetch(slow(1000, 0.001), 2)
     next(gen)
     gen.close()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 60  # the producer thread ends once it sees the close; under load that may take a while
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert threading.active_count() <= before
