@@ -25,9 +25,12 @@ Checkpointer(...) as ckpt:``) when done.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pathlib
 import shutil
+import sys
+import traceback
 import warnings
 from typing import Any
 
@@ -111,6 +114,51 @@ def _short(error: BaseException, limit: int = 160) -> str:
     """One line of an exception, at most ``limit`` characters (Orbax's can run to pages)."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _OrbaxReadErrors(logging.Filter):
+    """Drops asyncio's "exception was never retrieved" reports of Orbax's failed reads.
+
+    When one array of a damaged checkpoint fails to load, Orbax raises that error and leaves its
+    sibling reads' failures in futures nobody awaits; asyncio logs each one (a page of
+    TensorStore spec) when the future is collected, and TensorStore's callbacks into the closed
+    event loop raise "Event loop is closed" in a background thread. The error itself reaches the
+    caller as a :class:`CheckpointError`, so these reports only repeat it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "exception was never retrieved" not in str(record.msg):
+            return True
+        text = f"{record.exc_info[1] if record.exc_info else ''} {record.getMessage()}"
+        return "tensorstore" not in text and "orbax" not in text
+
+
+_READ_ERRORS = _OrbaxReadErrors()
+
+
+def _closed_loop_callback(unraisable) -> bool:
+    """Whether ``unraisable`` is a TensorStore callback that found Orbax's event loop closed."""
+    error = unraisable.exc_value
+    return isinstance(error, RuntimeError) and str(error) == "Event loop is closed" and any(
+        frame.name == "call_soon_threadsafe" for frame in traceback.extract_tb(unraisable.exc_traceback))
+
+
+def _quiet_failed_reads() -> None:
+    """Keep the echoes of a failed restore off stderr (idempotent; other reports pass unchanged)."""
+    logger = logging.getLogger("asyncio")
+    if _READ_ERRORS not in logger.filters:
+        logger.addFilter(_READ_ERRORS)
+        warnings.filterwarnings("ignore", r"coroutine 'Store\._get_array_metadatas' was never awaited", RuntimeWarning)
+    previous = sys.unraisablehook
+    if getattr(previous, "_lstmjax_quiet", False):
+        return
+
+    def hook(unraisable) -> None:
+        if not _closed_loop_callback(unraisable):
+            previous(unraisable)
+
+    hook._lstmjax_quiet = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 class Checkpointer:
@@ -249,11 +297,15 @@ class Checkpointer:
             raise CheckpointError(f"a symbolic link (to {os.readlink(path)}), not a checkpoint: checkpoints must "
                                   "lie inside the run directory")
         template = self._arrays(state, None)
+        why = None
+        _quiet_failed_reads()
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(template), meta=ocp.args.JsonRestore()))
         except Exception as e:  # noqa: BLE001 - Orbax raises bare Exception for damaged files
-            raise CheckpointError(f"damaged or unreadable ({_short(e)})") from None
+            why = _short(e)
+        if why is not None:
+            raise CheckpointError(f"damaged or unreadable ({why})")
         arrays, meta = restored["state"], dict(restored["meta"] or {})
         mismatched = [
             jax.tree_util.keystr(path)
