@@ -147,14 +147,30 @@ def test_prefetch_order_errors_and_overlap():
             time.sleep(dt)
             yield i
 
-    start = time.perf_counter()
-    for _ in B.prefetch(slow(10, 0.02), 2):
-        time.sleep(0.02)  # the "device step" overlaps with producing the next item
-    assert time.perf_counter() - start < 0.34  # serial would take 0.4 s
+    # The producer runs ahead of the consumer: while item 0 is held, items 1 and 2 are made (two
+    # buffered, no more: a third waits for room). Checked by what was produced, not by timing.
+    produced = []
+    ahead = threading.Event()
+
+    def counted(n):
+        for i in range(n):
+            produced.append(i)
+            if i == 2:
+                ahead.set()
+            yield i
+
+    gen = B.prefetch(counted(10), 2)
+    assert next(gen) == 0
+    assert ahead.wait(timeout=60), "the producer did not run ahead of the consumer"
+    time.sleep(0.05)  # give an over-eager producer the chance to run further than it may
+    assert produced[-1] <= 3  # item 0 consumed, 1 and 2 buffered, 3 at most waiting to be put
+    assert list(gen) == list(range(1, 10))
 
     before = threading.active_count()
     gen = B.prefetch(slow(1000, 0.001), 2)
     next(gen)
     gen.close()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 60  # the producer thread ends once it sees the close; under load that may take a while
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert threading.active_count() <= before

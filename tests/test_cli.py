@@ -68,7 +68,7 @@ def test_resume_continues_and_checks_config(run_dir, capsys):
     "argv,message",
     [
         (["train", "--lr", "-1"], "lr must be a positive number"),
-        (["train", "--weight-decay", "0.1"], "weight_decay applies to the adamw optimizer"),
+        (["train", "--weight-decay", "0.1"], "--weight-decay applies to the adamw optimizer"),
         (["train", "--resume"], "--resume needs --out"),
         (["evaluate", "/nonexistent/run"], "no such run directory"),
         (["predict", "/nonexistent/run", "text"], "no such run directory"),

@@ -71,10 +71,12 @@ def test_same_seed_same_parameters():
 def test_resume_equals_uninterrupted(tmp_path):
     """Stopped after epoch 2 and resumed to 4: the same parameters as 4 epochs in one go."""
     full, full_history = fit(_state(), _data(), epochs=4, batch_size=8, validation_data=_data(20, 1))
-    ckpt = Checkpointer(tmp_path)
     best = EarlyStopping()  # tracks the best epoch, stops nothing
-    fit(_state(), _data(), epochs=2, batch_size=8, validation_data=_data(20, 1), callbacks=[best, Checkpointing(ckpt, best)])
-    restored, meta, best = Checkpointer(tmp_path).restore(_state(seed=99))  # a fresh, different init
+    with Checkpointer(tmp_path) as ckpt:
+        fit(_state(), _data(), epochs=2, batch_size=8, validation_data=_data(20, 1),
+            callbacks=[best, Checkpointing(ckpt, best)])
+    with Checkpointer(tmp_path) as ckpt:
+        restored, meta, best = ckpt.restore(_state(seed=99))  # a fresh, different init
     assert meta["epoch"] == 2
     resumed, history = fit(restored, _data(), epochs=4, batch_size=8, validation_data=_data(20, 1),
                            history=meta["history"], callbacks=[EarlyStopping(best_params=best)])
@@ -86,8 +88,9 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 def test_early_stopping_restores_best(tmp_path):
     # A learning rate this high makes validation loss wander, so patience triggers.
-    state, history = fit(_state(lr=0.3), _data(), epochs=30, batch_size=8, validation_data=_data(20, 1),
-                         callbacks=[es := EarlyStopping(2, monitor="loss"), Checkpointing(Checkpointer(tmp_path), es)])
+    with Checkpointer(tmp_path) as ckpt:
+        state, history = fit(_state(lr=0.3), _data(), epochs=30, batch_size=8, validation_data=_data(20, 1),
+                             callbacks=[es := EarlyStopping(2, monitor="loss"), Checkpointing(ckpt, es)])
     assert history["stopped_early"]
     assert len(history["loss"]) == history["best_epoch"] + 2
     best_epoch = history["best_epoch"]
@@ -125,22 +128,24 @@ class TestCheckpoints:
         changed = state.replace(params=jax.tree.map(lambda x: x + 1, state.params))
         with pytest.raises(OSError, match="simulated"):
             ckpt.save(2, changed, {"epoch": 2})
+        ckpt.close()
         monkeypatch.undo()
-        fresh = Checkpointer(tmp_path)
-        assert fresh.latest_epoch() == 1
-        restored, meta, _ = fresh.restore(_state(seed=5))
+        with Checkpointer(tmp_path) as fresh:
+            assert fresh.latest_step() == 1
+            restored, meta, _ = fresh.restore(_state(seed=5))
         assert meta == {"epoch": 1}
         _assert_same(restored.params, state.params)
 
     def test_restore_into_another_shape_fails_clearly(self, tmp_path):
-        Checkpointer(tmp_path).save(1, _state(), {"epoch": 1})
+        with Checkpointer(tmp_path) as ckpt:
+            ckpt.save(1, _state(), {"epoch": 1})
         other = create_train_state(MODEL.clone(hidden_size=16), jax.random.key(0), make_optimizer())
-        with pytest.raises(CheckpointError):
-            Checkpointer(tmp_path).restore(other)
+        with Checkpointer(tmp_path) as ckpt, pytest.raises(CheckpointError, match="no checkpoint could be restored.*1: "):
+            ckpt.restore(other)
 
     def test_no_checkpoint(self, tmp_path):
-        with pytest.raises(CheckpointError, match="no checkpoint to restore"):
-            Checkpointer(tmp_path).restore(_state())
+        with Checkpointer(tmp_path) as ckpt, pytest.raises(CheckpointError, match="no checkpoint to restore"):
+            ckpt.restore(_state())
 
     def test_run_files_round_trip_and_mismatch(self, tmp_path):
         tok = get_tokenizer("english")
@@ -154,7 +159,10 @@ class TestCheckpoints:
         other = Vocab.build([tok("a great film")], tokenizer=tok)
         with pytest.raises(CheckpointError, match="vocabulary differs"):
             check_compatible(tmp_path, Config(hidden=16), other)
-        check_compatible(tmp_path, Config(hidden=16, lr=0.5, epochs=3), vocab)  # training fields may change
+        check_compatible(tmp_path, Config(hidden=16, epochs=3, patience=2), vocab)  # how long to train may change
+        with pytest.raises(CheckpointError, match="different run: lr: saved 0.001, given 0.5.*--allow-change"):
+            check_compatible(tmp_path, Config(hidden=16, lr=0.5), vocab)  # a new learning rate: only on purpose
+        check_compatible(tmp_path, Config(hidden=16, lr=0.5), vocab, allow=("lr",))
 
     def test_missing_and_damaged_files(self, tmp_path):
         with pytest.raises(CheckpointError, match="config.json: missing"):

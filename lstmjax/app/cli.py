@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import warnings
 from collections.abc import Sequence
 
 __all__ = ["main"]
@@ -33,6 +34,26 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _at_least(low: int):
+    def check(text: str) -> int:
+        value = _positive(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    return check
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, {2**32 - 1}], got {value}")
     return value
 
 
@@ -49,13 +70,18 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         kind = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float}[str(f.type)]
         if kind is int and f.name in ("max_len", "vocab_size", "min_freq", "layers", "embed_dim", "hidden",
-                                      "epochs", "batch_size", "patience", "devices"):
+                                      "epochs", "batch_size", "patience", "devices", "save_every"):
             kind = _positive
         group.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"),
                            metavar=f.name.upper() if not f.metadata.get("choices") else None, help=help_text)
 
 
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
 def _config_from_args(args: argparse.Namespace):
+    """The Config the options ask for; a bad value is an error that names its option (``--seed must be ...``)."""
     from lstmjax.app.config import Config
 
     changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
@@ -82,7 +108,11 @@ def _add_train(sub) -> None:
     train.add_argument("--out", metavar="DIR", default=None,
                        help="run directory (default: runs/<data>-<date>-<time>)")
     train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its last checkpoint (the model config must match)")
+                       help="continue the run in --out from its last intact checkpoint (the options must match the "
+                            "run's, except --epochs, --patience, --save-every, --parallel, --devices)")
+    train.add_argument("--allow-change", action="append", default=[], metavar="OPTION",
+                       help="with --resume: let this option differ from the run's (e.g. --allow-change lr to "
+                            "fine-tune with a new learning rate); the change is recorded in the run directory")
     train.add_argument("--cache-dir", metavar="DIR", default=None,
                        help="Hugging Face datasets cache (default: HF_DATASETS_CACHE or ~/.cache/huggingface)")
     train.add_argument("--local-processes", type=_positive, default=None, metavar="N",
@@ -129,13 +159,14 @@ def _add_demo(sub) -> None:
     demo.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm", help="recurrent cell (default: lstm)")
     demo.add_argument("--layers", type=_positive, default=1, help="stacked recurrent layers (default: 1)")
     demo.add_argument("--bidirectional", action="store_true", help="bidirectional recurrent layers")
-    demo.add_argument("--vocab", type=_positive, default=20000, help="vocabulary size (default: 20000)")
+    demo.add_argument("--vocab", type=_at_least(3), default=20000,
+                      help="vocabulary size, PAD and UNK included (default: 20000; at least 3)")
     demo.add_argument("--embed", type=_positive, default=128, help="embedding size (default: 128)")
     demo.add_argument("--hidden", type=_positive, default=128, help="hidden size (default: 128)")
     demo.add_argument("--classes", type=_positive, default=2, help="number of classes (default: 2)")
     demo.add_argument("--batch-size", type=_positive, default=32, help="batch size (default: 32)")
     demo.add_argument("--max-len", type=_positive, default=200, help="padded sequence length (default: 200)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed in [0, 2**32) (default: 0)")
 
 
 def _print_report(report: dict, title: str) -> None:
@@ -179,8 +210,11 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError("--resume needs --out DIR (the run to continue)")
     from lstmjax.parallel.processes import process_index
 
+    if args.allow_change and not args.resume:
+        raise ValueError("--allow-change applies to --resume (a change to a run being continued)")
+    allowed = tuple(name.lstrip("-").replace("-", "_") for name in args.allow_change)
     quiet = process_index() > 0
-    result = run.train(config, args.out, resume=args.resume, cache_dir=args.cache_dir,
+    result = run.train(config, args.out, resume=args.resume, cache_dir=args.cache_dir, allow_change=allowed,
                        log=(lambda *a, **k: None) if quiet else print)
     if quiet:
         return 0
@@ -219,8 +253,15 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             shown = "  ".join(f"{n} {v:.3f}" for n, v in zip(names, p))
             note = "  (empty text: no tokens)" if not text.strip() else ""
-            print(f"{best:<10} {shown}  | {text[:70]}{note}")
+            print(f"{best:<10} {shown}  | {_printable(text[:70])}{note}")
     return 0
+
+
+def _printable(text: str) -> str:
+    """``text`` safe to print on a terminal: control characters (escape sequences) shown as ``\\x1b``."""
+    import unicodedata
+
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cf") and c != " " else c for c in text)
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -279,7 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             reexec_with_malloc_tunables(argv)  # allocator setting; no-op when set, or when called from Python
             _setup_devices(args)
-        return commands[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return commands[args.command](args)
     except KeyboardInterrupt:
         print("lstmjax: interrupted", file=sys.stderr)
         return 130
@@ -289,11 +332,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(e, TrainingError):
             print(f"lstmjax: training failed: {e}", file=sys.stderr)
             return 1
-        if isinstance(e, (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError,
-                          ConnectionError, ImportError)):
-            print(f"lstmjax: error: {e}", file=sys.stderr)
+        if isinstance(e, (ValueError, TypeError, OSError, ImportError)):
+            print(f"lstmjax: error: {_describe(e)}", file=sys.stderr)
             return 2
         raise
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """lstmjax's own warnings (data, vocabulary, checkpoints) as ``lstmjax: warning: ...`` lines on stderr."""
+    if category.__module__.startswith("lstmjax"):
+        print(f"lstmjax: warning: {message}", file=sys.stderr)
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+def _describe(error: BaseException) -> str:
+    """An error as one readable message: a config field as its option (``--seed must be ...``), an
+    ``OSError`` with what failed and where."""
+    from lstmjax.app.config import ConfigError
+
+    field = getattr(error, "field", None)
+    if isinstance(error, ConfigError) and field and str(error).startswith(field):
+        return _flag(field) + str(error)[len(field):]
+    if isinstance(error, OSError) and error.strerror:
+        where = " ".join(repr(str(f)) for f in (error.filename, error.filename2) if f)
+        hint = " (the disk is full: free space, then --resume)" if error.errno == 28 else ""
+        return f"{error.strerror}{': ' + where if where else ''}{hint}"
+    return str(error)
 
 
 if __name__ == "__main__":  # pragma: no cover

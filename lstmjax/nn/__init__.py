@@ -8,11 +8,14 @@
 * :mod:`~lstmjax.nn.layers`: ``LSTM``, ``GRU``, ``SimpleRNN`` (stacked, bidirectional, masked)
   and the one-step ``LSTMCell``, ``GRUCell``, ``SimpleRNNCell``.
 * :mod:`~lstmjax.nn.classifier`: :class:`TextClassifier`: embedding → recurrent stack → pool → dense.
+* :mod:`~lstmjax.nn.checks`: what bad token ids and lengths do, eagerly and under ``jax.jit``;
+  :func:`checked` makes them errors under ``jax.jit`` too (``checkify``).
 * :mod:`~lstmjax.nn.interop`: weights to and from PyTorch and Keras.
 * :mod:`~lstmjax.nn.params`: parameter paths and what a weight matrix is.
 """
 
 from lstmjax.nn import cells
+from lstmjax.nn.checks import check_lengths, check_token_ids, checked
 from lstmjax.nn.cells import (
     gru_step,
     init_gru_params,
@@ -44,6 +47,8 @@ __all__ = [
     # Linen modules
     "LSTMCell", "GRUCell", "SimpleRNNCell", "LSTM", "GRU", "SimpleRNN", "recurrent_dropout_mask",
     "TextClassifier", "pool",
+    # input checks (eager errors; checkify under jit)
+    "check_token_ids", "check_lengths", "checked",
     # weights: other libraries, paths
     "from_torch", "to_torch", "from_keras", "to_keras", "layer_like", "path_name", "param_paths",
     "is_weight_matrix",

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax.nn import cells
+from lstmjax.nn.checks import check_token_ids
 from lstmjax.nn.layers import GRU, LSTM, SimpleRNN
 from lstmjax.nn.scan import length_mask
 
@@ -92,6 +93,10 @@ class TextClassifier(nn.Module):
       param_dtype: parameter dtype.
       trace_gates: sow every gate of every recurrent layer as ``intermediates`` (see
         :class:`lstmjax.LSTM`; :func:`lstmjax.explain.gate_traces` reads them).
+      check_inputs: under ``jax.jit``, check token ids and lengths with ``checkify`` (run the
+        model through :func:`lstmjax.nn.checks.checked`). Without it a token id outside
+        ``[0, vocab_size)`` (negative ones too) gives NaN logits and lengths are clipped to
+        ``[0, time]`` (:mod:`lstmjax.nn.checks`); eagerly, both are a ``ValueError`` either way.
 
     ``__call__(token_ids <int32>[batch, time], lengths <int32>[batch] | None, *, deterministic=True)``
     returns ``<float32>[batch, num_classes]`` logits. Without ``lengths`` they are computed as
@@ -133,6 +138,7 @@ class TextClassifier(nn.Module):
     matmul_dtype: Any = None
     param_dtype: Any = jnp.float32
     trace_gates: bool = False
+    check_inputs: bool = False
 
     @property
     def uses_dropout(self) -> bool:
@@ -155,7 +161,7 @@ class TextClassifier(nn.Module):
             dropout=self.dropout, initializer=self.initializer, hoist_inputs=self.hoist_inputs,
             param_dtype=self.param_dtype, recurrent_dropout=self.recurrent_dropout,
             fused=self.fused, remat_chunk=self.remat_chunk, matmul_dtype=self.matmul_dtype,
-            trace_gates=self.trace_gates,
+            trace_gates=self.trace_gates, check_inputs=self.check_inputs,
         )
         self.dense = nn.Dense(self.num_classes, param_dtype=self.param_dtype)
         self.embed_drop = nn.Dropout(self.embed_dropout)
@@ -174,7 +180,7 @@ class TextClassifier(nn.Module):
         """
         if not jnp.issubdtype(token_ids.dtype, jnp.integer):
             raise TypeError(f"token_ids must be integers; got dtype {token_ids.dtype}")
-        return self.embedding(token_ids)
+        return self.embedding(check_token_ids(token_ids, self.vocab_size, traced_check=self.check_inputs))
 
     def logits_from_embeddings(self, embedded: Array, lengths: Array, *, deterministic: bool = True) -> Array:
         """Embeddings ``<float>[batch, time, embed_dim]`` and ``lengths <int>[batch]`` → logits.

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmjax.nn import cells
+from lstmjax.nn.checks import check_lengths
 from lstmjax.nn.fused import lstm_scan
 from lstmjax.nn.scan import remat_scan_cell, reverse_sequences, scan_cell
 
@@ -292,27 +293,19 @@ class SimpleRNNCell(_Cell):
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_inputs(inputs: Array, lengths: Array | None) -> None:
+def _check_inputs(inputs: Array, lengths: Array | None, traced_check: bool = False) -> Array | None:
+    """Shapes and dtypes checked; ``lengths`` checked against ``[0, time]`` (see :mod:`lstmjax.nn.checks`) and clipped."""
     if inputs.ndim != 3:
         raise ValueError(f"inputs must be <float>[batch, time, features]; got shape {inputs.shape}")
     if lengths is None:
-        return
+        return None
     if lengths.shape != inputs.shape[:1]:
         raise ValueError(
             f"lengths must be <int>[batch] with batch={inputs.shape[0]}; got shape {lengths.shape}"
         )
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise TypeError(f"lengths must be integers; got dtype {lengths.dtype}")
-    if isinstance(lengths, jax.core.Tracer):
-        return  # values unknown under jit; checked when concrete
-    values = np.asarray(lengths)
-    bad = np.flatnonzero((values < 0) | (values > inputs.shape[1]))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(
-            f"lengths[{i}] = {int(values[i])} is outside [0, time={inputs.shape[1]}] "
-            f"({bad.size} such entr{'y' if bad.size == 1 else 'ies'})"
-        )
+    return check_lengths(lengths, inputs.shape[1], traced_check=traced_check)
 
 
 class _RecurrentStack(nn.Module):
@@ -330,6 +323,7 @@ class _RecurrentStack(nn.Module):
     remat_chunk: int | None = None
     matmul_dtype: Any = None
     trace_gates: bool = False
+    check_inputs: bool = False
 
     def _cell(self, name: str) -> _Cell:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -399,7 +393,7 @@ class _RecurrentStack(nn.Module):
     @nn.compact
     def __call__(self, inputs: Array, lengths: Array | None = None, *, deterministic: bool = True,
                  initial_state=None):
-        _check_inputs(inputs, lengths)
+        lengths = _check_inputs(inputs, lengths, self.check_inputs)
         if self.num_layers < 1:
             raise ValueError(f"num_layers must be >= 1; got {self.num_layers}")
         if not 0.0 <= self.dropout < 1.0:
@@ -470,6 +464,9 @@ class LSTM(_RecurrentStack):
         (layer, direction)'s as ``intermediates`` ``{"layer_{l}_{direction}": {"gates": ({gate:
         <float>[batch, time, hidden]},)}}`` in input order (what :func:`lstmjax.explain.gate_traces`
         reads). The outputs are the same; the fused loop is not used. Default ``False``.
+      check_inputs: under ``jax.jit``, check ``lengths`` with ``checkify`` (run the layer through
+        :func:`lstmjax.nn.checks.checked`). Without it, traced lengths are clipped to ``[0, time]``;
+        concrete ones outside it are a ``ValueError`` either way.
 
     Args (of ``__call__``):
       inputs: ``<float>[batch, time, features]``.

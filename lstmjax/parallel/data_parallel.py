@@ -11,7 +11,9 @@ recommended path: XLA inserts the gradient all-reduce itself). It is a placement
 :func:`lstmjax.evaluate` as ``parallel=``. All three give the same parameters to float rounding,
 with or without dropout, because each example's dropout key depends on its position in the
 global batch, not on the device that holds it. The same code runs over several processes
-(:func:`lstmjax.parallel.initialize_distributed`): each process feeds its own part of every global batch.
+(:func:`lstmjax.parallel.initialize_distributed`): each process cuts the same global batches from
+the whole split and feeds its own part of every one, so N processes give the model one process
+gives, to float rounding (the order in which gradient sums are added differs).
 
 A global batch that does not divide by the device count is padded with filler examples whose
 ``mask`` is ``False``; they contribute nothing to the loss, the gradients or the metrics, so
@@ -23,8 +25,9 @@ results stay exact (no error, no dropped examples).
 - **global arrays**: :func:`shard_batch_to_mesh` makes each array one global ``jax.Array`` of the
   whole batch, split along its first axis over the mesh axis ``data``
   (``NamedSharding(mesh, P("data"))``), which ``jax.jit`` partitions for you. With several
-  processes, each passes its own part of the batch (from
-  :func:`lstmjax.data.process_shard`), and the global batch is their concatenation.
+  processes, each passes its own part of the batch (``batches(..., part=(index, count))``: every
+  process cuts the same global batches and takes its slice), and the global batch is their
+  concatenation.
 
 Batches come from :func:`lstmjax.data.batches` as dicts of NumPy arrays; the functions here
 work on any pytree of arrays with a leading batch axis.
@@ -43,6 +46,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import math
 import operator
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -52,8 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from lstmjax.data.batching import num_eval_batches
-from lstmjax.parallel.processes import global_rows, replicate_across_processes
+from lstmjax.parallel.processes import replicate_across_processes
 from lstmjax.training.placement import StateStep, copy_tree, keyed, num_rows
 from lstmjax.training.steps import (
     apply_gradient_sums,
@@ -310,23 +313,26 @@ class DataParallel:
     def plan(self, dataset, batch_size: int, max_length: int | None) -> dict[str, Any]:
         """This process's :func:`lstmjax.data.batches` options for a global ``batch_size``.
 
-        Each process reads its own shard and takes ``batch_size / processes`` rows per step;
-        every process runs the same number of steps (shards differ in size by at most one), and
-        with several processes every batch is padded to one length (``max_length``, required),
-        so that the processes' parts form one global array.
+        Every process reads the whole split and cuts the same global batches (their order,
+        bucketing and padded length are decided from all rows); with several processes each
+        takes its part of every global batch (the part its devices hold in the mesh), padded
+        first to a multiple of the devices. So the global batches, and the model, are the same
+        on any number of processes as on one.
         """
-        count = self.processes
-        if batch_size % count:
-            raise ValueError(f"batch_size {batch_size} must divide by the number of processes ({count})")
-        local = batch_size // count
-        rows = num_rows(dataset) if count == 1 else global_rows(num_rows(dataset))
-        plan = {"batch_size": local, "num_batches": num_eval_batches(rows, local, count), "max_length": max_length}
-        if count > 1:
-            if max_length is None:
-                raise ValueError("training or evaluating across processes needs max_length (one padded length "
-                                 "for all)")
-            plan["length_buckets"] = (max_length,)
+        plan = {"batch_size": batch_size, "num_batches": math.ceil(num_rows(dataset) / batch_size),
+                "max_length": max_length}
+        if self.processes > 1:
+            plan.update(pad_to=self.num_devices, part=(self._part_index(), self.processes))
         return plan
+
+    def _part_index(self) -> int:
+        """Which part of a global batch this process holds: its devices' place in the mesh."""
+        flat = list(self.mesh.devices.flat)
+        mine = [i for i, d in enumerate(flat) if d.process_index == jax.process_index()]
+        if mine != list(range(mine[0], mine[0] + len(mine))) or len(flat) != len(mine) * self.processes:
+            raise ValueError("each process must hold one contiguous block of the mesh's devices, all blocks of "
+                             "one size")
+        return mine[0] // len(mine)
 
     # ---- steps ------------------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 Every process runs the same ``lstmjax train ...`` command. :func:`initialize_distributed` joins
 them through ``jax.distributed`` (on CPUs the collectives go over gloo); after it,
-``jax.devices()`` lists every process's devices and a mesh spans them all. Each process reads
-only its shard of the data; :func:`global_rows` adds the shards' sizes up, and
+``jax.devices()`` lists every process's devices and a mesh spans them all. Each process reads the
+whole split and feeds its part of every global batch (``DataParallel.plan``), so the global
+batches are those of one process; :func:`global_rows` adds up counts held per process, and
 :func:`replicate_across_processes` makes one global replicated state from the identical copies
 every process holds. :func:`launch_local_processes` starts N such processes on this machine,
 to try multi-host training locally (``lstmjax train --local-processes N``).

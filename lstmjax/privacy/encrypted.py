@@ -381,8 +381,8 @@ def he_cost(key_size: int = 2048, num_values: int = 16, *, seed: int = 0) -> HEC
 
     Example:
       >>> cost = he_cost(512, num_values=4)
-      >>> cost.ciphertext_bytes, cost.expansion, cost.encrypt_s > cost.plain_add_s
-      (128, 32.0, True)
+      >>> cost.key_size, cost.ciphertext_bytes, cost.expansion
+      (512, 128, 32.0)
     """
     if num_values < 1:
         raise ValueError(f"num_values must be ≥ 1; got {num_values}")

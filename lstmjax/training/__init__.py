@@ -19,7 +19,7 @@ from lstmjax.training.callbacks import (
     EpochLog,
     ProgressBar,
 )
-from lstmjax.training.checkpoint import Checkpointer, CheckpointError
+from lstmjax.training.checkpoint import Checkpointer, CheckpointError, CheckpointWarning, saved_steps
 from lstmjax.training.crossval import cross_validate, stratified_kfold
 from lstmjax.training.ensemble import (
     create_ensemble,
@@ -31,6 +31,7 @@ from lstmjax.training.loop import (
     TrainingError,
     evaluate,
     evaluate_sums,
+    model_vocab_size,
     fit,
     plot_history,
 )
@@ -61,10 +62,10 @@ __all__ = [
     "train_step", "eval_step", "gradient_sums", "apply_gradient_sums", "step_key", "keyed", "example_keys",
     "example_mask", "sparse_cross_entropy",
     # the loop
-    "fit", "evaluate", "evaluate_sums", "TrainingError", "plot_history", "OneDevice", "Placement",
+    "fit", "evaluate", "evaluate_sums", "model_vocab_size", "TrainingError", "plot_history", "OneDevice", "Placement",
     "Callback", "EarlyStopping", "Checkpointing", "ProgressBar", "EpochLog",
     # metrics and checkpoints
-    "classification_report", "confusion_matrix", "Checkpointer", "CheckpointError",
+    "classification_report", "confusion_matrix", "Checkpointer", "CheckpointError", "CheckpointWarning", "saved_steps",
     # remedies
     "add_penalty_gradient", "penalty", "create_ensemble", "ensemble_fit", "ensemble_evaluate", "ensemble_member",
     "cross_validate", "stratified_kfold",

@@ -1,14 +1,15 @@
 """What the training loop does besides training, one job per callback (the shape of Keras callbacks).
 
 :func:`lstmjax.fit` calls each callback's hooks in order: ``on_train_begin(state, history, epochs)``
-once, ``wrap_batches(epoch, batches, steps)`` around each epoch's batches, ``on_epoch_end(epoch,
-state, history)`` after each epoch (``history`` already holds that epoch's record), and
-``on_train_end(state, history) -> state`` at the end. A callback sets ``stop_training`` to end
-the run after the current epoch.
+once, ``wrap_batches(epoch, batches, steps)`` around each epoch's batches, ``on_step_end(epoch,
+batch, snapshot)`` after each training step, ``on_epoch_end(epoch, state, history)`` after each
+epoch (``history`` already holds that epoch's record), and ``on_train_end(state, history) ->
+state`` at the end. A callback sets ``stop_training`` to end the run after the current epoch.
 
 * :class:`EarlyStopping`: keep the best epoch's parameters by a validation score, stop after
   ``patience`` epochs without a better one, and end with the best parameters.
-* :class:`Checkpointing`: save the state (and the best parameters) after every epoch.
+* :class:`Checkpointing`: save the state (and the best parameters) after every epoch, and every
+  ``every`` steps within epochs (exact resume from the middle of an epoch).
 * :class:`ProgressBar`: a tqdm bar over each epoch's batches.
 * :class:`EpochLog`: a line per epoch through any ``log`` function.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["Callback", "Checkpointing", "EarlyStopping", "EpochLog", "ProgressBar", "last_record", "score"]
 
@@ -50,6 +52,14 @@ class Callback:
     def wrap_batches(self, epoch: int, batches: Iterable, steps: int) -> Iterable:
         """Epoch ``epoch``'s (1-based) host batches, ``steps`` of them; return them (or a wrapper)."""
         return batches
+
+    def on_step_end(self, epoch: int, batch: int, snapshot: Callable[[], tuple[Any, History]]) -> None:
+        """After training step ``batch`` (1-based, counted from the epoch's start) of epoch ``epoch``.
+
+        ``snapshot()`` gives ``(state, history)`` as they are now, ``history`` with an
+        ``epoch_progress`` entry (batches done in this epoch and their metric sums) from which
+        :func:`lstmjax.fit` resumes exactly. It costs a transfer from the devices: call it only when needed.
+        """
 
     def on_epoch_end(self, epoch: int, state, history: History) -> None:
         """After epoch ``epoch`` (1-based); ``history`` holds its record."""
@@ -129,30 +139,58 @@ class EarlyStopping(Callback):
 
 
 class Checkpointing(Callback):
-    """Save after every epoch: the state, the best parameters so far, and ``{"epoch", "history"}``.
+    """Save after every epoch, and every ``every`` training steps: the state, the best parameters
+    so far, and ``{"epoch", "batch", "history"}``.
+
+    Checkpoints are numbered by training steps done. ``meta["epoch"]`` counts the epochs
+    complete; a checkpoint taken inside an epoch has ``meta["batch"]`` (batches done in the next
+    one) and a history with ``epoch_progress``: :func:`lstmjax.fit` given that history resumes from
+    the next batch and ends with the parameters of an uninterrupted run.
 
     Args:
       checkpointer: a :class:`lstmjax.training.checkpoint.Checkpointer`.
       best: an :class:`EarlyStopping` whose best parameters are saved beside the state (else the
         state's own).
+      every: also save every this many training steps (``None``: after each epoch only).
 
     Example:
       >>> import tempfile, jax
       >>> from lstmjax import Checkpointer, TextClassifier, create_train_state, make_optimizer
       >>> state = create_train_state(TextClassifier(20, 2, embed_dim=4, hidden_size=4), jax.random.key(0),
       ...                            make_optimizer())
-      >>> ckpt = Checkpointer(tempfile.mkdtemp())
-      >>> Checkpointing(ckpt).on_epoch_end(1, state, {"loss": [0.7]})
-      >>> ckpt.latest_epoch()
-      1
+      >>> with Checkpointer(tempfile.mkdtemp()) as ckpt:
+      ...     saving = Checkpointing(ckpt, every=2)
+      ...     saving.on_train_begin(state, {"loss": []}, epochs=1)
+      ...     for batch in (1, 2, 3):
+      ...         saving.on_step_end(1, batch, lambda: (state, {"loss": [], "epoch_progress": {}}))
+      ...     saving.on_epoch_end(1, state, {"loss": [0.7]})
+      ...     ckpt.steps()
+      [2, 3]
     """
 
-    def __init__(self, checkpointer, best: EarlyStopping | None = None):
-        self.checkpointer, self.best = checkpointer, best
+    def __init__(self, checkpointer, best: EarlyStopping | None = None, every: int | None = None):
+        if every is not None and every < 1:
+            raise ValueError(f"every must be >= 1 (training steps); got {every}")
+        self.checkpointer, self.best, self.every = checkpointer, best, every
+        self.step = 0
+
+    def on_train_begin(self, state, history: History, epochs: int) -> None:
+        self.step = int(np.max(np.asarray(jax.device_get(state.step)))) if state is not None else 0
+
+    def _best(self):
+        return self.best.best_params if self.best is not None else None
+
+    def on_step_end(self, epoch: int, batch: int, snapshot) -> None:
+        self.step += 1
+        if self.every and self.step % self.every == 0:
+            state, history = snapshot()
+            self.checkpointer.save(self.step, state, {"epoch": epoch - 1, "batch": batch, "history": history},
+                                   self._best())
 
     def on_epoch_end(self, epoch: int, state, history: History) -> None:
-        best = self.best.best_params if self.best is not None else None
-        self.checkpointer.save(epoch, state, {"epoch": epoch, "history": history}, best)
+        # overwrite: a save after the epoch's last step (every) holds the same state, less its validation
+        self.checkpointer.save(self.step, state, {"epoch": epoch, "batch": 0, "history": history}, self._best(),
+                               overwrite=True)
 
 
 def _format(record: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ callbacks (:mod:`lstmjax.training.callbacks`).
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -27,7 +28,7 @@ from lstmjax.training.placement import OneDevice, Placement, StateStep, num_rows
 from lstmjax.training.state import TrainState
 from lstmjax.training.steps import eval_step
 
-__all__ = ["EVAL_BATCH_SIZE", "TrainingError", "evaluate", "evaluate_sums", "fit", "plot_history"]
+__all__ = ["EVAL_BATCH_SIZE", "TrainingError", "evaluate", "evaluate_sums", "fit", "model_vocab_size", "plot_history"]
 
 EVAL_BATCH_SIZE = 256
 """Evaluation examples per process and step, unless ``batch_size`` says otherwise."""
@@ -76,7 +77,8 @@ def evaluate_sums(state, dataset, step: Callable[[Any, dict], dict], *, batch_si
     placement = parallel or OneDevice()
     run = placement.eval_step(step)
     device_state = placement.put_state(state)
-    plan = placement.plan(dataset, batch_size or EVAL_BATCH_SIZE * placement.processes, max_length)
+    plan = {**placement.plan(dataset, batch_size or EVAL_BATCH_SIZE * placement.processes, max_length),
+            "vocab_size": model_vocab_size(state)}
     total = None
     for batch in prefetch(batches(dataset, **plan)):
         total = _sum(total, run(device_state, placement.put_batch(batch)))
@@ -99,7 +101,7 @@ def evaluate(state: TrainState, dataset, *, batch_size: int | None = None, max_l
       num_classes: number of classes (default: ``len(label_names)`` or the model's logits).
       parallel: a placement (default: one device), e.g. :class:`lstmjax.parallel.DataParallel`.
         The metrics are the same on any number of devices or processes (each process passes
-        its own shard of the split and a ``batch_size`` that is the global one).
+        the whole split and a ``batch_size`` that is the global one, and feeds its part of each batch).
 
     Returns:
       :func:`lstmjax.training.metrics.classification_report`'s dict plus ``"loss"`` (mean cross-entropy).
@@ -123,13 +125,58 @@ def evaluate(state: TrainState, dataset, *, batch_size: int | None = None, max_l
     return report
 
 
-def _train_epoch(run: StateStep, device_state, placement: Placement, epoch_batches: Iterable):
-    """One epoch of steps; returns the device state and the summed metrics (host NumPy)."""
-    total = None
+def model_vocab_size(state) -> int | None:
+    """The vocabulary size of the model behind ``state.apply_fn`` (a Flax module's ``vocab_size``), or ``None``.
+
+    Example:
+      >>> import jax
+      >>> from lstmjax import TextClassifier, create_train_state, make_optimizer
+      >>> model_vocab_size(create_train_state(TextClassifier(10, 2, embed_dim=4, hidden_size=4), jax.random.key(0),
+      ...                                     make_optimizer()))
+      10
+    """
+    module = getattr(getattr(state, "apply_fn", None), "__self__", None)
+    size = getattr(module, "vocab_size", None)
+    return size if isinstance(size, int) else None
+
+
+def _carried(progress: dict | None) -> dict | None:
+    """A resumed epoch's metric sums, typed as they were on the devices."""
+    if not progress:
+        return None
+    return {k: np.asarray(v, progress["dtypes"][k]) for k, v in progress["sums"].items()}
+
+
+def _train_epoch(run: StateStep, device_state, placement: Placement, epoch: int, epoch_batches: Iterable,
+                 callbacks: Sequence[Callback], history: dict, progress: dict | None):
+    """One epoch of steps (from ``progress["batches"]`` on, resuming one); returns the device state
+    and the epoch's summed metrics (host NumPy). After each step, callbacks may ask for a snapshot:
+    the state and the history with ``epoch_progress`` (batches done, their metric sums).
+
+    A resumed epoch's sums continue from the checkpoint's, added in the same order and dtype as
+    an uninterrupted epoch's, so its record is the same to the last bit."""
+    done, total = (progress["batches"] if progress else 0), _carried(progress)
     for batch in epoch_batches:
         device_state, m = run(device_state, placement.put_batch(batch))
-        total = _sum(total, m)
-    return device_state, placement.get_metrics(total)
+        total, done = _sum(total, m), done + 1
+
+        def snapshot(state=device_state, total=total, done=done):
+            sums = placement.get_metrics(total)
+            progress = {"batches": done, "sums": {k: np.asarray(v).tolist() for k, v in sums.items()},
+                        "dtypes": {k: np.asarray(v).dtype.name for k, v in sums.items()}}
+            return placement.get_state(state), {**history, "epoch_progress": progress}
+
+        for cb in callbacks:
+            cb.on_step_end(epoch, done, snapshot)
+    return device_state, (placement.get_metrics(total) if progress is None or done > progress["batches"]
+                          else total)
+
+
+def _epoch_batches(epoch: int, train_data, plan: dict, seed: int, train_batches, start: int):
+    """Epoch ``epoch``'s host batches from batch ``start`` on: shuffled and bucketed, or ``train_batches``'."""
+    if train_batches is not None:
+        return itertools.islice(train_batches(epoch - 1), start, None)
+    return batches(train_data, shuffle=True, seed=seed, epoch=epoch - 1, sort_window=64, start=start, **plan)
 
 
 def _record(total: dict, epoch: int, step: Any) -> dict[str, Any]:
@@ -178,14 +225,17 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
         :class:`~lstmjax.training.callbacks.Checkpointing`, ...). Default: a progress bar on
         an interactive terminal, and a line per epoch.
       parallel: where the steps run: a placement such as :class:`lstmjax.parallel.DataParallel`
-        (default: one device). With several processes, each passes its own shard of the data
-        and ``batch_size`` stays the global batch size.
+        (default: one device). With several processes, each passes the whole split and
+        ``batch_size`` stays the global batch size; each feeds its part of every global batch.
       step: ``step(state, batch) -> (state, metric sums)`` instead of the standard one
         (:func:`~lstmjax.training.placement.keyed` of :func:`~lstmjax.training.steps.train_step`;
         e.g. ``keyed(lstmjax.privacy.dp_train_step)``, or an ensemble's step).
       train_batches: ``train_batches(epoch)`` gives that epoch's host batches instead of the
         shuffled, length-bucketed ones (e.g. :func:`lstmjax.data.poisson_batches` for DP-SGD).
-      history: a resumed run's history (its checkpoint's); training continues after its last epoch.
+      history: a resumed run's history (its checkpoint's); training continues after its last epoch,
+        or, when it holds ``epoch_progress`` (a checkpoint taken in the middle of an epoch, see
+        :class:`~lstmjax.training.callbacks.Checkpointing`), from the batch after the last one done,
+        with the batches, dropout keys and epoch metrics an uninterrupted run has.
 
     Returns:
       ``(state, history)``: ``history`` holds per-epoch lists ``loss``, ``accuracy`` and, with
@@ -213,17 +263,19 @@ def fit(state: TrainState, train_data, *, epochs: int, batch_size: int = 32, val
         raise ValueError(f"{needs[0]}: it needs validation_data")
     # A copy, lists included: the caller's history (e.g. a checkpoint's) is not appended to.
     history = {k: list(v) if isinstance(v, list) else v for k, v in (history or {"loss": [], "accuracy": []}).items()}
+    progress = history.pop("epoch_progress", None)  # a checkpoint taken in the middle of an epoch
     run, device_state = placement.train_step(step), placement.put_state(state)
-    plan = placement.plan(train_data, batch_size, max_length)
+    plan = {**placement.plan(train_data, batch_size, max_length), "vocab_size": model_vocab_size(state)}
     for cb in callbacks:
         cb.on_train_begin(state, history, epochs)
     for epoch in range(len(history["loss"]) + 1, epochs + 1):
-        epoch_batches = prefetch(train_batches(epoch - 1) if train_batches is not None else batches(
-            train_data, shuffle=True, seed=seed, epoch=epoch - 1, sort_window=64, **plan))
+        start = progress["batches"] if progress else 0
+        epoch_batches = prefetch(_epoch_batches(epoch, train_data, plan, seed, train_batches, start))
         for cb in callbacks:
-            epoch_batches = cb.wrap_batches(epoch, epoch_batches, plan["num_batches"])
-        device_state, total = _train_epoch(run, device_state, placement, epoch_batches)
-        state = placement.get_state(device_state)
+            epoch_batches = cb.wrap_batches(epoch, epoch_batches, plan["num_batches"] - start)
+        device_state, total = _train_epoch(run, device_state, placement, epoch, epoch_batches, callbacks, history,
+                                           progress)
+        progress, state = None, placement.get_state(device_state)
         record = _record(total, epoch, state.step)
         if validation_data is not None:
             record.update(_validation(state, validation_data, batch_size, max_length, placement))
