@@ -1,5 +1,8 @@
 """The ``lstmjax-course`` command (also ``python -m lstmjax.course``): student copies and grading.
 
+* ``lstmjax-course lab``: JupyterLab on ``tutorials/`` with jupytext's notebook viewer as the
+  default for ``.md`` files, so a click on a tutorial opens a notebook (:mod:`lstmjax.course.lab`);
+  arguments after ``--`` go to JupyterLab.
 * ``lstmjax-course exercises``: every exercise id and its title.
 * ``lstmjax-course handout tutorials/*.md --out handouts/``: a student copy of each tutorial
   (exercise cells hold their placeholders; nbgrader cell metadata), see
@@ -25,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lstmjax-course",
                                      description="The course's exercises: list them, make student copies, grade.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    lab = sub.add_parser("lab", help="open the tutorials as notebooks in JupyterLab")
+    lab.add_argument("--dir", default="tutorials", help="the folder to open (default: tutorials)")
+    lab.add_argument("--settings-dir", default=None, help="JupyterLab settings folder to use "
+                     "(default: ~/.lstmjax/jupyterlab-settings)")
+    lab.add_argument("jupyter_args", nargs="*", metavar="-- JUPYTERLAB_ARGS")
     sub.add_parser("exercises", help="list every exercise id and title")
     handout = sub.add_parser("handout", help="write student copies (.ipynb) of tutorials")
     handout.add_argument("sources", nargs="+", metavar="TUTORIAL.md", help="tutorials/NN_name.md files")
@@ -44,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "lab":
+            from lstmjax.course.lab import run_lab
+
+            return run_lab(args.dir, args.settings_dir, args.jupyter_args)
         if args.command == "exercises":
             from lstmjax import course
 
