@@ -26,7 +26,7 @@ import pytest
 
 from lstmjax import course
 from lstmjax.course.t02 import _early_stopping_reference
-from lstmjax.course.t03 import learn_bpe_reference, window_batches_reference
+from lstmjax.course.t03 import _merge, learn_bpe_reference, window_batches_reference
 from lstmjax.course.t11 import gru_step_backward_reference
 
 sigmoid = jax.nn.sigmoid
@@ -101,15 +101,8 @@ def _bpe_first_seen(word_counts, num_merges):  # ties broken by the order the pa
         merges.append(best)
         new = {}
         for symbols, c in words.items():
-            out, i = [], 0
-            while i < len(symbols):
-                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
-                    out.append(symbols[i] + symbols[i + 1])
-                    i += 2
-                else:
-                    out.append(symbols[i])
-                    i += 1
-            new[tuple(out)] = new.get(tuple(out), 0) + c
+            merged = _merge(symbols, best)
+            new[merged] = new.get(merged, 0) + c
         words = new
     return merges
 
