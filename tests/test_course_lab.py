@@ -87,8 +87,9 @@ def test_a_double_click_opens_a_tutorial_as_a_notebook(tmp_path):
     server = subprocess.Popen(
         [sys.executable, "-m", "lstmjax.course", "lab", "--dir", str(course_dir), "--settings-dir",
          str(tmp_path / "settings"), "--", "--no-browser", f"--port={port}", "--ServerApp.token=",
-         "--ServerApp.password=", "--ServerApp.ip=127.0.0.1", f"--ServerApp.runtime_dir={tmp_path / 'runtime'}"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(tmp_path)})
+         "--ServerApp.password=", "--ServerApp.ip=127.0.0.1", "--allow-root"],  # CI containers run as root
+        stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "HOME": str(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")})
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"):
