@@ -586,7 +586,7 @@ CASES = {
              lambda: lambda *a: None),
     "03.5": (lambda: _to_utf8("gb18030"),
              [(lambda: _to_utf8("latin-1"), "gbk"),
-              (lambda: _to_utf8("gb18030", encode="gbk"), "still does not load")],
+              (lambda: _to_utf8("gb18030", encode="utf-16"), "still does not load")],  # Windows' "Unicode"
              lambda: lambda path: None),
     "04.1": (lambda: _peephole(),
              [(lambda: _peephole(o_sees_new=False), "new cell state"),
@@ -752,7 +752,8 @@ def test_wrong_answer_is_rejected_for_its_reason(exercise_id, k):
 def test_placeholder_says_there_is_no_answer_yet(exercise_id):
     result = course.check(exercise_id, CASES[exercise_id][2](), quiet=True, **_context(exercise_id))
     assert not result.ok
-    assert "None" in result.message or "write your pattern" in result.message, result.message
+    # 03.5's function returns nothing by design: its placeholder shows as a file left unchanged.
+    assert any(s in result.message for s in ("None", "write your pattern", "still `...`")), result.message
     assert not result.message.startswith("your code raised"), result.message
 
 
