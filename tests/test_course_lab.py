@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -88,7 +89,7 @@ def test_a_double_click_opens_a_tutorial_as_a_notebook(tmp_path):
         [sys.executable, "-m", "lstmjax.course", "lab", "--dir", str(course_dir), "--settings-dir",
          str(tmp_path / "settings"), "--", "--no-browser", f"--port={port}", "--ServerApp.token=",
          "--ServerApp.password=", "--ServerApp.ip=127.0.0.1", "--allow-root"],  # CI containers run as root
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its own process group: JupyterLab is a child
         env={**os.environ, "HOME": str(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")})
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -116,10 +117,10 @@ def test_a_double_click_opens_a_tutorial_as_a_notebook(tmp_path):
     finally:
         if driver is not None:
             driver.quit()
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)  # the command and the JupyterLab it started
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
         log.close()
         print((tmp_path / "lab.log").read_text(errors="replace")[-3000:])  # shown when the test fails
