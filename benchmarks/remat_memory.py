@@ -31,13 +31,16 @@ batch = {"token_ids": jnp.asarray(rng.integers(2, 20000, (B, T)).astype(np.int32
 step = jax.jit(lambda s, b: train_step(s, b, jax.random.key(1)), donate_argnums=0)
 state, m = step(state, batch); jax.block_until_ready(state)
 t = time.perf_counter(); state, m = step(state, batch); jax.block_until_ready(state); dt = time.perf_counter() - t
-print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "step_s": dt,
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+print(json.dumps({"peak_mib": peak, "step_s": dt,  # ru_maxrss: bytes on macOS, KiB on Linux
                   "loss": float(m["loss_sum"]) / B}))
 """
 
 
 def measure(seq_len: int, batch: int, chunk: int) -> dict:
-    """Peak RSS (MiB), step seconds and loss of one subprocess run."""
+    """Peak RSS (MiB), step seconds and loss of one subprocess run (POSIX only: ``resource``)."""
+    if sys.platform == "win32":
+        raise RuntimeError("remat_memory measures peak memory with the resource module, which Windows lacks")
     out = subprocess.run([sys.executable, "-c", CHILD, str(seq_len), str(batch), str(chunk)], capture_output=True,
                          text=True, env={**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")})
     if out.returncode:

@@ -5,6 +5,11 @@ Each tutorial ends with exercises. An exercise has an id ``"NN.k"`` (tutorial ``
 either ``✓ 07.2: ...`` or ``✗ 07.2: ...`` with what is wrong. Worked solutions live apart from the
 exercises, in ``tutorials/solutions/``, and CI runs every solution through its checker.
 
+For teaching: :func:`write_handouts` makes student copies of the tutorials (exercise cells with
+their placeholders, in nbgrader's format) and :func:`grade` grades the submitted copies with
+nbgrader, in fresh kernels, into a score per exercise (JSON and a table); the command
+``lstmjax-course`` runs both (:mod:`lstmjax.course.cli`).
+
 Example:
   >>> from lstmjax import course
   >>> result = course.check("00.1", lambda x: 2 * x)
@@ -30,5 +35,8 @@ notebooks``) sets ``LSTMJAX_LANGUAGE`` in its first cell, and :func:`language` r
 from lstmjax.course import t00, t01, t02, t03, t04, t05, t06, t07, t08, t09, t10, t11  # noqa: F401
 from lstmjax.course._check import Result, check, exercise, exercises
 from lstmjax.course._i18n import language
+from lstmjax.course.grading import ExerciseScore, GradingError, SubmissionReport, format_table, grade
+from lstmjax.course.handout import check_call, student_notebook, write_handouts
 
-__all__ = ["Result", "check", "exercise", "exercises", "language"]
+__all__ = ["ExerciseScore", "GradingError", "Result", "SubmissionReport", "check", "check_call",
+           "exercise", "exercises", "format_table", "grade", "language", "student_notebook", "write_handouts"]

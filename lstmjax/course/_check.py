@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 import math
+import os
+import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lstmjax.course._i18n import tr
@@ -13,8 +17,78 @@ from lstmjax.course._i18n import tr
 _REGISTRY: dict[str, tuple[Callable[..., str], str]] = {}
 
 
+GRADING_ENV = "LSTMJAX_GRADING"
+"""When this environment variable is ``"1"``, :func:`check` raises on a wrong answer (the grader sets it)."""
+
+
 class Wrong(AssertionError):
     """Raised by a checker with a message telling the learner what is wrong."""
+
+
+def returned(value: Any, name: str = "your function") -> Any:
+    """``value``, or :class:`Wrong` saying ``name`` returned None (a placeholder body ``...``).
+
+    Example:
+      >>> returned(3)
+      3
+      >>> returned(None, "count()")
+      Traceback (most recent call last):
+      ...
+      lstmjax.course._check.Wrong: count() returned None (is its body still `...`?).
+    """
+    if value is None:
+        raise Wrong(tr("{name} returned None (is its body still `...`?).", name=name))
+    return value
+
+
+@contextlib.contextmanager
+def watching(*functions: Callable) -> Iterator[list[str]]:
+    """Record which of ``functions`` run while the block runs (by their code, however they are named).
+
+    A checker of a from-scratch exercise runs the learner's function inside this block and
+    refuses the answer when it called the library function the exercise asks them to write. The
+    calls are seen through :func:`sys.setprofile`, so an imported alias, a module attribute or a
+    call from a helper all count; functions without Python code (builtins) cannot be watched.
+
+    Example:
+      >>> import statistics
+      >>> with watching(statistics.fmean) as seen:
+      ...     _ = statistics.fmean([1.0, 2.0])
+      >>> seen
+      ['statistics.fmean']
+    """
+    codes = {}
+    for function in functions:
+        code = getattr(inspect.unwrap(function), "__code__", None)
+        if code is not None:
+            codes[code] = f"{function.__module__}.{function.__qualname__}"
+    seen: list[str] = []
+    previous = sys.getprofile()
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code in codes and codes[frame.f_code] not in seen:
+            seen.append(codes[frame.f_code])
+
+    sys.setprofile(profile)
+    try:
+        yield seen
+    finally:
+        sys.setprofile(previous)
+
+
+def refuse_library_calls(seen: list[str], what: str) -> None:
+    """Raise :class:`Wrong` when ``seen`` (from :func:`watching`) names a library function.
+
+    Example:
+      >>> refuse_library_calls([], "the swap")
+      >>> refuse_library_calls(["lstmjax.data.augment.random_swap"], "the swap")
+      Traceback (most recent call last):
+      ...
+      lstmjax.course._check.Wrong: your code calls lstmjax.data.augment.random_swap: this exercise asks you to write the swap yourself (the check compares your version with that one).
+    """
+    if seen:
+        raise Wrong(tr("your code calls {call}: this exercise asks you to write {what} yourself "
+                       "(the check compares your version with that one).", call=seen[0], what=what))
 
 
 def check_share(got, want: float, *, where: str, likely_mistake: float, hint: str, digits: int = 4) -> None:
@@ -105,9 +179,14 @@ def check(exercise_id: str, answer: Any, *, quiet: bool = False, **context: Any)
       **context: extra values some exercises ask for (the tutorial says which).
 
     Returns:
-      a :class:`Result`, truthy when the answer is right.
+      a :class:`Result`, truthy when the answer is right. A placeholder (``None``, or a function
+      whose body is still ``...``) is reported as "returned None", not as an error. Under the
+      grader (:data:`GRADING_ENV` set to ``"1"``) a wrong answer raises ``AssertionError`` with
+      the message, so that the graded cell scores nothing.
 
     Example:
+      >>> check("00.1", None, quiet=True).message
+      'no answer yet: the cell still holds its placeholder (None).'
       >>> check("00.1", lambda x: 2 * x, quiet=True).ok
       True
     """
@@ -116,12 +195,20 @@ def check(exercise_id: str, answer: Any, *, quiet: bool = False, **context: Any)
                           known=", ".join(sorted(_REGISTRY))))
     checker, _ = _REGISTRY[exercise_id]
     try:
+        if answer is None:
+            raise Wrong(tr("no answer yet: the cell still holds its placeholder (None)."))
         result = Result(exercise_id, True, checker(answer, **context))
     except AssertionError as error:  # Wrong, or a plain assert in a checker
         result = Result(exercise_id, False, str(error) or tr("the answer is not right"))
     except Exception as error:  # the learner's code raised
         tail = "".join(traceback.format_exception_only(type(error), error)).strip()
-        result = Result(exercise_id, False, tr("your code raised {error}", error=tail))
+        if isinstance(error, TypeError) and "NoneType" in tail:
+            result = Result(exercise_id, False, tr("a function returned None where a value was expected "
+                                                   "(is its body still `...`?): {error}", error=tail))
+        else:
+            result = Result(exercise_id, False, tr("your code raised {error}", error=tail))
     if not quiet:
         print(f"{'✓' if result.ok else '✗'} {exercise_id}: {result.message}")
+    if not result.ok and os.environ.get(GRADING_ENV) == "1":
+        raise AssertionError(f"✗ {exercise_id}: {result.message}")
     return result

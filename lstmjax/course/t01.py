@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax.course._check import Wrong, exercise
+from lstmjax.course._check import Wrong, exercise, returned
 from lstmjax.course._i18n import tr
 
 
@@ -108,12 +108,13 @@ def _rmsprop(answer):
         raise Wrong(tr("pass the pair (rmsprop_init, rmsprop_update)."))
     init, update = answer
     params = {"w": jax.random.normal(jax.random.key(8), (3, 4)), "b": jnp.zeros(4)}
+    returned(init(params), "rmsprop_init")
     grads = [jax.tree.map(lambda a, k=k: jax.random.normal(jax.random.key(k), a.shape), params)
              for k in range(5)]
     tx = optax.rmsprop(0.01, decay=0.9, eps=1e-8)
     ours, theirs, p_ours, p_theirs = init(params), tx.init(params), params, params
     for step_number, g in enumerate(grads, start=1):
-        out = update(g, ours, 0.01)
+        out = returned(update(g, ours, 0.01), "rmsprop_update")
         if not (isinstance(out, tuple) and len(out) == 2):
             raise Wrong(tr("rmsprop_update must return (updates, new_state)."))
         step, ours = out
@@ -158,7 +159,7 @@ def _small_classifier_grads():
 @exercise("01.4", "Gradient scale per parameter group")
 def _gradient_rms(gradient_rms):
     grads, want = _small_classifier_grads()
-    got = gradient_rms(grads)
+    got = returned(gradient_rms(grads), "gradient_rms")
     if not isinstance(got, dict):
         raise Wrong(tr("return a dict {{'embedding/embedding': rms, ...}}, got {kind}.", kind=type(got).__name__))
     if set(got) != set(want):

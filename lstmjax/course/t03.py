@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-import math
+import collections
+import itertools
 import pathlib
 import tempfile
 
 import numpy as np
 
-from lstmjax.course._check import Wrong, check_share, exercise
+from lstmjax.course._check import Wrong, check_share, exercise, returned
 
 
 def _none(got) -> None:
@@ -38,60 +38,137 @@ def _coverage(fn):
     return "coverage = known tokens / all tokens, as Vocab.coverage."
 
 
-@exercise("03.2", "A BPE vocabulary: how many unknown tokens are left?")
-def _bpe(prepared):
-    from lstmjax.data.tokenizer import SubwordTokenizer
-    from lstmjax.data.vocab import UNK_ID
-
-    if prepared is None:
-        raise Wrong("pass the result of lstmjax.prepare(en, lstmjax.get_tokenizer('bpe', vocab_size=4000)).")
-    tok = getattr(prepared, "tokenizer", None)
-    if not isinstance(tok, SubwordTokenizer) or tok.model != "bpe":
-        raise Wrong(f"the dataset was prepared with {tok!r}, not a BPE tokenizer.")
-    if tok.vocab_size != 4000:
-        raise Wrong(f"the exercise asks for vocab_size=4000, got {tok.vocab_size}.")
-    if len(prepared.vocab) > 4000 + 2:
-        raise Wrong(f"the vocabulary has {len(prepared.vocab)} ids; a 4000-piece BPE needs at most 4002.")
-    if "validation" not in prepared.splits:
-        raise Wrong("prepare the whole built-in data set (train, validation, test).")
-    ids = np.concatenate([np.asarray(r, np.int64) for r in prepared["validation"]["token_ids"][:]])
-    unknown = float(np.mean(ids == UNK_ID))
-    if unknown > 0.01:
-        raise Wrong(f"{unknown:.2%} of the validation tokens are unknown: was the vocabulary built with "
-                    "min_freq or max_size that drops BPE pieces?")
-    return (f"{len(prepared.vocab):,} ids; {unknown:.3%} of {ids.size:,} validation tokens are unknown "
-            "(pieces not seen in training, mostly rare characters).")
+def _merge(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    """``symbols`` with every occurrence of ``pair`` merged into one symbol, left to right."""
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            out.append(symbols[i] + symbols[i + 1])
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return tuple(out)
 
 
-@functools.lru_cache(maxsize=1)
-def _waste_by_window(windows):
-    from lstmjax.data.batching import batches, prepare
-    from lstmjax.data.loading import load_dataset
+def learn_bpe_reference(word_counts: dict[str, int], num_merges: int) -> list[tuple[str, str]]:
+    """The merges byte-pair encoding learns (Sennrich et al. 2016), the rule of exercise 03.2.
 
-    cache = tempfile.mkdtemp(prefix="lstmjax-course-")
-    train = prepare(load_dataset("builtin", cache_dir=cache), "english", min_freq=2)["train"]
-    want = {}
-    for w in windows:
-        out = list(batches(train, 32, shuffle=True, seed=0, drop_remainder=True, sort_window=w))
-        padded = sum(int(b["mask"].sum()) * b["token_ids"].shape[1] for b in out)
-        want[w] = padded / sum(int(b["lengths"].sum()) for b in out)
-    return want
+    Each word starts as its characters and ``"</w>"``; each round merges the most frequent
+    adjacent pair (counted over all words, weighted by their counts; ties: the smallest pair).
+
+    Example:
+      >>> learn_bpe_reference({"low": 5, "lower": 2, "newest": 6, "widest": 3}, 4)
+      [('e', 's'), ('es', 't'), ('est', '</w>'), ('l', 'o')]
+    """
+    words = collections.Counter({tuple(w) + ("</w>",): c for w, c in word_counts.items()})
+    merges = []
+    for _ in range(num_merges):
+        pairs = collections.Counter()
+        for symbols, c in words.items():
+            for pair in itertools.pairwise(symbols):
+                pairs[pair] += c
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append(best)
+        merged = collections.Counter()
+        for symbols, c in words.items():
+            merged[_merge(symbols, best)] += c
+        words = merged
+    return merges
 
 
-@exercise("03.3", "Padding waste against sort_window")
-def _waste(answer):
-    windows = (1, 4, 16, 64, 256)
-    if not isinstance(answer, dict) or sorted(answer) != list(windows):
-        raise Wrong(f"return a dict {{window: waste}} for the windows {windows}.")
-    want = _waste_by_window(windows)
-    for w in windows:
-        if not math.isclose(float(answer[w]), want[w], rel_tol=1e-6):
-            raise Wrong(f"sort_window={w}: you have waste {float(answer[w]):.4f}, expected {want[w]:.4f} "
-                        "(batches(prepared['train'], 32, shuffle=True, seed=0, drop_remainder=True, "
-                        "sort_window=w), waste = padded cells of real rows / real tokens).")
-    gains = {w: want[prev] - want[w] for prev, w in zip(windows, windows[1:])}
-    return ("waste " + ", ".join(f"{w}: {want[w]:.2f}" for w in windows)
-            + f"; the last step (64 → 256) saves only {gains[256]:.3f}.")
+@exercise("03.2", "Byte-pair encoding from scratch: learn the merges")
+def _bpe(learn_bpe):
+    rng = np.random.default_rng(32)
+    letters = list("abcdeu")
+    random_words = {"".join(rng.choice(letters, int(rng.integers(1, 7)))): int(rng.integers(1, 9)) for _ in range(40)}
+    cases = [({"low": 5, "lower": 2, "newest": 6, "widest": 3}, 10),  # Sennrich et al.'s example
+             ({"cd": 1, "ab": 1}, 2),  # a tie: the smaller pair first, whatever the order of the words
+             ({"aaaa": 3, "aa": 1}, 3),  # overlapping pairs: merge left to right, without overlap
+             ({"a": 2}, 5),  # nothing left to merge after one round: stop early
+             (random_words, 25)]
+    for word_counts, n in cases:
+        want = learn_bpe_reference(word_counts, n)
+        got = returned(learn_bpe(dict(word_counts), n), "learn_bpe")
+        got = [tuple(pair) for pair in got]
+        if got == want:
+            continue
+        first = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+        unweighted = learn_bpe_reference({w: 1 for w in word_counts}, n)
+        if got == unweighted and got != want:
+            hint = " Those are the merges of the word *types*: weight each pair by its word's count."
+        elif len(got) != len(want):
+            hint = f" Expected {len(want)} merges (stop early only when no pair is left)."
+        else:
+            hint = (" Ties go to the smallest pair (min over (-count, pair)); a word is its characters plus '</w>';"
+                    " merge left to right without overlap ('a a a' → 'aa a').")
+        raise Wrong(f"learn_bpe({word_counts if len(word_counts) < 6 else '...'}, {n}): merge {first + 1} is "
+                    f"{got[first] if first < len(got) else None}, expected {want[first] if first < len(want) else None}."
+                    + hint)
+    return "the merges equal the reference on Sennrich et al.'s example, ties, overlaps and random words."
+
+
+def window_batches_reference(lengths, batch_size: int, window: int, seed: int) -> list[np.ndarray]:
+    """The grouping of exercise 03.3: shuffle, sort by length within windows of batches, cut.
+
+    Example:
+      >>> [b.tolist() for b in window_batches_reference([5, 1, 4, 2, 3, 6], 2, 3, seed=0)]
+      [[1, 3], [4, 2], [0, 5]]
+    """
+    lengths = np.asarray(lengths)
+    return _windows(lengths, np.random.default_rng(seed).permutation(len(lengths)), batch_size, window, "stable")
+
+
+def _windows(lengths: np.ndarray, order: np.ndarray, batch_size: int, window: int, kind: str) -> list[np.ndarray]:
+    out = []
+    for start in range(0, len(order), window * batch_size):
+        rows = order[start:start + window * batch_size]
+        rows = rows[np.argsort(lengths[rows], kind=kind)]
+        out += [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    return out
+
+
+def _same_groups(a, b) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _padding_waste(lengths: np.ndarray, groups) -> float:
+    return sum(len(g) * int(lengths[g].max()) for g in groups) / int(lengths.sum())
+
+
+@exercise("03.3", "Length bucketing from scratch: batches sorted within windows")
+def _window_batches(window_batches):
+    rng = np.random.default_rng(33)
+    lengths = np.minimum(rng.geometric(1 / 20, 1000), 59)  # like the reviews: many short, few long, ties
+    for batch_size, window, seed in ((32, 1, 0), (32, 4, 1), (8, 16, 2), (32, 64, 3), (10, 3, 4)):
+        want = window_batches_reference(lengths, batch_size, window, seed)
+        got = returned(window_batches(lengths.copy(), batch_size, window, seed), "window_batches")
+        got = [np.asarray(g) for g in got]
+        where = f"window_batches(lengths, {batch_size}, {window}, seed={seed})"
+        flat = np.concatenate(got) if got else np.array([], int)
+        if sorted(flat.tolist()) != list(range(len(lengths))):
+            raise Wrong(f"{where}: every index must appear in exactly one batch.")
+        if _same_groups(got, want):
+            continue
+        if np.array_equal(flat, np.argsort(lengths, kind="stable")):
+            raise Wrong(f"{where}: you sort the whole data set; sort only within each window of "
+                        f"{window} × {batch_size} shuffled examples, so that batches still differ from epoch to epoch.")
+        unshuffled = _windows(lengths, np.arange(len(lengths)), batch_size, window, "stable")
+        if _same_groups(got, unshuffled):
+            raise Wrong(f"{where}: the windows are cut from the data in its stored order; shuffle first "
+                        "(np.random.default_rng(seed).permutation(n)), then cut windows of window × batch_size.")
+        order = np.random.default_rng(seed).permutation(len(lengths))
+        if _same_groups(got, _windows(lengths, order, batch_size, window, "quicksort")):
+            raise Wrong(f"{where}: reviews of equal length come out in another order: use a stable sort "
+                        "(np.argsort(..., kind='stable')), which keeps the shuffled order among equal lengths.")
+        raise Wrong(f"{where}: the batches differ from the expected ones. Shuffle with "
+                    "np.random.default_rng(seed).permutation(n), cut windows of window × batch_size, sort each "
+                    "with a stable sort, then cut batches of batch_size (the window's last may be short).")
+    groups = {w: window_batches_reference(lengths, 32, w, 0) for w in (1, 4, 16, 64)}
+    return ("the batches are right. Padding per real token on these lengths: "
+            + ", ".join(f"window {w}: {_padding_waste(lengths, g):.2f}" for w, g in groups.items()) + ".")
 
 
 @exercise("03.4", "Which tokens does the model see after truncation?")
@@ -130,7 +207,11 @@ def _to_utf8(fn):
             raise AssertionError(f"lstmjax's error should name the file and line: {error}") from None
     else:
         raise AssertionError("lstmjax loaded a GBK file without complaint")
+    before = (folder / "train.csv").read_bytes()
     fn(str(folder / "train.csv"))  # rewrites the file in place
+    if (folder / "train.csv").read_bytes() == before:
+        raise Wrong("the file is unchanged after your function (is its body still `...`?): read its bytes, "
+                    "decode them as GB18030 and write the text back as UTF-8.")
     try:
         data = load_dataset(str(folder), splits=["train"], cache_dir=str(folder / "cache2"))
     except DataError as error:

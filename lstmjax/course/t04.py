@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax.course._check import Wrong, exercise
+from lstmjax.course._check import Wrong, exercise, returned
 
 _TOL = dict(rtol=1e-5, atol=1e-6)
 
@@ -84,18 +84,22 @@ def _cifg(step):
 def _count(count):
     from lstmjax.nn.classifier import TextClassifier
 
-    model = TextClassifier(vocab_size=20000, num_classes=2)
     ids = jnp.ones((1, 5), jnp.int32)
-    want = _n_params(jax.eval_shape(lambda k: model.init(k, ids), jax.random.key(0)))
-    got = count()
-    if got is None:
-        raise Wrong("your function returned None (is its body still `...`?).")
-    if got == want + 4 * 128:
-        raise Wrong(f"{got:,} counts two LSTM bias vectors, as PyTorch stores them; Keras and lstmjax have one "
-                    f"({want:,}).")
-    if got != want:
-        raise Wrong(f"got {got:,}, expected {want:,}. Embedding V·E, LSTM 4(H(E+H)+H), dense H·C+C.")
-    return f"the document's model has {want:,} parameters, 95 % of them in the embedding."
+    for V, E, H, C in ((20000, 128, 128, 2), (5000, 64, 32, 3), (300, 16, 100, 7)):
+        model = TextClassifier(vocab_size=V, num_classes=C, embed_dim=E, hidden_size=H)
+        want = _n_params(jax.eval_shape(lambda k, m=model: m.init(k, ids), jax.random.key(0)))
+        got = returned(count(V, E, H, C), "count_document_model")
+        where = f"count_document_model({V}, {E}, {H}, {C})"
+        if got == want + 4 * H:
+            raise Wrong(f"{where} = {got:,} counts two LSTM bias vectors, as PyTorch stores them; Keras and "
+                        f"lstmjax have one ({want:,}).")
+        if got == want - C:
+            raise Wrong(f"{where} = {got:,}: the dense layer has a bias too (H·C + C).")
+        if got != want:
+            raise Wrong(f"{where} = {got:,}, expected {want:,}. Embedding V·E, LSTM 4(H(E+H)+H), dense H·C+C.")
+    document = count(20000, 128, 128, 2)
+    return f"the formula matches lstmjax at three sizes; the document's model has {document:,} parameters, " \
+           f"{20000 * 128 / document:.0%} of them in the embedding."
 
 
 @exercise("04.4", "A GRU with the reset gate before the product")

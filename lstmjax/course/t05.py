@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import tempfile
 
@@ -84,9 +85,16 @@ def _unknown_share(fn):
 
 
 @exercise("05.3", "Early stopping on the document's recipe")
-def _early_stopped(history):
+def _early_stopped(answer, *, validation_data=None, max_length=None):
+    from lstmjax.training.loop import evaluate
+
+    if not (isinstance(answer, tuple) and len(answer) == 2):
+        raise Wrong("pass the pair (state, history) that lstmjax.fit returned: state_es, early_history = fit(...).")
+    state, history = answer
+    if state is None and history is None:
+        raise Wrong("no answer yet: the cell still holds its placeholders (None, None).")
     if not isinstance(history, dict) or "loss" not in history:
-        raise Wrong("pass the history that lstmjax.fit returned (state, history = fit(...)).")
+        raise Wrong("the second element should be the history dict that lstmjax.fit returned.")
     if "val_loss" not in history:
         raise Wrong("the history has no validation scores: pass validation_data=... to fit.")
     if history.get("best_epoch") is None:
@@ -101,6 +109,16 @@ def _early_stopped(history):
         raise Wrong(f"training ran {run - best} epochs past the best one; patience=2 stops after 2.")
     if run - best < 2 and history.get("stopped_early"):
         raise Wrong("stopped earlier than patience=2 allows: was patience set to 1?")
+    if validation_data is None:
+        raise Wrong("pass the validation split the model was trained with: course.check('05.3', (state_es, "
+                    "early_history), validation_data=prepared['validation'], max_length=max_sequence_length).")
+    if not hasattr(state, "params") or not hasattr(state, "apply_fn"):
+        raise Wrong(f"the first element should be the TrainState that fit returned, got {type(state).__name__}.")
+    measured = float(evaluate(state, validation_data, max_length=max_length)["loss"])
+    if not math.isclose(measured, val_loss[best - 1], rel_tol=1e-4, abs_tol=1e-5):
+        raise Wrong(f"the state's validation loss is {measured:.4f}, but the history says {val_loss[best - 1]:.4f} "
+                    f"at the best epoch {best}: pass the state and history of the same fit (which restores the "
+                    "best epoch's parameters), and the validation split and max_length it used.")
     where = "then stopped early" if history.get("stopped_early") else "the last epoch was the best"
-    return (f"best validation loss {min(val_loss):.4f} at epoch {best} of {run} ({where}); fit returned the "
-            "best epoch's parameters.")
+    return (f"best validation loss {min(val_loss):.4f} at epoch {best} of {run} ({where}); the state is that "
+            "epoch's model (its validation loss is the recorded one).")

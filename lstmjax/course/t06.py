@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax.course._check import Wrong, exercise
+from lstmjax.course._check import Wrong, exercise, returned
 
 F_TOY, N_TOY, LR = 5, 64, 0.5  # the toy problem of the tutorial's §3
 
@@ -121,20 +121,26 @@ def _shard_map(step):
 def _allreduce_bytes(allreduce_bytes):
     from lstmjax.nn.classifier import TextClassifier
 
-    model = TextClassifier(20000, 2)
     ids = jnp.ones((1, 4), jnp.int32)
-    shapes = jax.eval_shape(lambda k: model.init(k, ids), jax.random.key(0))["params"]  # shapes only
-    # the gradient pytree has the parameters' shapes; every leaf is float32
-    want = sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(shapes))
-    got = allreduce_bytes()
-    if got is None:
-        raise Wrong("your function returned None (is its body still `...`?).")
-    if got * 4 == want:
-        raise Wrong(f"{got:,} is the number of gradient values; float32 takes 4 bytes each.")
-    if got != want:
-        raise Wrong(f"got {got:,} bytes; the gradients of TextClassifier(20000, 2) take {want:,} bytes "
-                    "(embedding V·E, LSTM 4H(E+H)+4H, dense H·C+C, 4 bytes each).")
-    return f"{want:,} bytes of float32 gradients per step ({want / 2**20:.1f} MiB), 95 % of them the embedding's."
+    for V, E, H, C in ((20000, 128, 128, 2), (5000, 64, 32, 3), (300, 16, 100, 7)):
+        model = TextClassifier(V, C, embed_dim=E, hidden_size=H)
+        shapes = jax.eval_shape(lambda k, m=model: m.init(k, ids), jax.random.key(0))["params"]  # shapes only
+        # the gradient pytree has the parameters' shapes; every leaf is float32
+        want = sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree.leaves(shapes))
+        where = f"allreduce_bytes({V}, {E}, {H}, {C})"
+        got = returned(allreduce_bytes(V, E, H, C), "allreduce_bytes")
+        if got * 4 == want:
+            raise Wrong(f"{where} = {got:,} is the number of gradient values; float32 takes 4 bytes each.")
+        if got == want - 4 * V * E:
+            raise Wrong(f"{where} = {got:,} leaves out the embedding table: its gradient is combined too "
+                        "(a dense V × E array, mostly zeros).")
+        if got != want:
+            raise Wrong(f"{where} = {got:,} bytes; the gradients of TextClassifier({V}, {C}, embed_dim={E}, "
+                        f"hidden_size={H}) take {want:,} bytes (embedding V·E, LSTM 4H(E+H)+4H, dense H·C+C, "
+                        "4 bytes each).")
+    document = allreduce_bytes(20000, 128, 128, 2)
+    return (f"right at three sizes: {document:,} bytes of float32 gradients per step for the document's model "
+            f"({document / 2**20:.1f} MiB), 95 % of them the embedding's.")
 
 
 @exercise("06.4", "Scaling the learning rate with the global batch")

@@ -9,16 +9,30 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lstmjax.course._check import Wrong, exercise
+from lstmjax.course._check import (
+    Wrong,
+    exercise,
+    refuse_library_calls,
+    returned,
+    watching,
+)
 
 
 @exercise("07.1", "Write my_random_swap(tokens, n, rng)")
 def _random_swap(answer):
+    from lstmjax.data.augment import random_swap
+
+    with watching(random_swap) as called:
+        return _random_swap_check(answer, called)
+
+
+def _random_swap_check(answer, called):
     tokens = [f"w{i}" for i in range(6)]
     for n in (0, 1, 2, 5):
         for seed in range(20):
             original = list(tokens)
-            out = answer(original, n, np.random.default_rng(seed))
+            out = returned(answer(original, n, np.random.default_rng(seed)), "my_random_swap")
+            refuse_library_calls(called, "the swap")
             if original != tokens:
                 raise Wrong("the input list was changed: work on a copy (out = list(tokens)).")
             if not isinstance(out, list):
@@ -49,11 +63,19 @@ def _random_swap(answer):
 
 @exercise("07.2", "Write my_stratified_kfold(labels, k, seed)")
 def _stratified_kfold(answer):
+    from lstmjax.training.crossval import stratified_kfold
+
+    with watching(stratified_kfold) as called:
+        return _stratified_kfold_check(answer, called)
+
+
+def _stratified_kfold_check(answer, called):
     rng = np.random.default_rng(7)
     cases = [(np.array([0] * 10 + [1] * 5), 5), (rng.integers(0, 3, 103), 4), (np.array([1, 0] * 20), 2),
              (rng.integers(0, 2, 57), 10)]
     for labels, k in cases:
-        folds = answer(labels, k, 0)
+        folds = returned(answer(labels, k, 0), "my_stratified_kfold")
+        refuse_library_calls(called, "the folds")
         if len(folds) != k:
             raise Wrong(f"expected {k} (train_idx, val_idx) pairs; got {len(folds)}.")
         n = len(labels)

@@ -6,7 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax.course._check import Wrong, exercise
+from lstmjax.course._check import (
+    Wrong,
+    exercise,
+    refuse_library_calls,
+    returned,
+    watching,
+)
 
 
 def _params(key: int = 0, vocab: int = 40, dim: int = 6):
@@ -30,7 +36,9 @@ def _per_layer(answer):
 
     for key, s in ((0, 0.0), (1, 0.5), (2, 0.9), (3, 0.75)):
         params = _params(key)
-        got = answer(params, s)
+        with watching(magnitude_masks) as seen:
+            got = returned(answer(params, s), "my_per_layer_masks")
+        refuse_library_calls(seen, "the masks")
         want = magnitude_masks(params, s, scope="per_layer")
         if jax.tree.structure(jax.tree.map(np.asarray, got)) != jax.tree.structure(want):
             raise Wrong("the masks must be a pytree with the same structure as params (dicts of arrays).")
@@ -72,8 +80,7 @@ def _int8_dense(answer):
     x = jax.random.normal(key, (5, 12), jnp.float32) * jnp.arange(1, 6, dtype=jnp.float32)[:, None]
     w = jax.random.normal(jax.random.fold_in(key, 1), (12, 7), jnp.float32)
     qt = quantize_int8({"kernel": w})["kernel"]
-    got = answer(x, qt.q, qt.scale)
-    got = np.asarray(got)
+    got = np.asarray(returned(answer(x, qt.q, qt.scale), "int8_dense"))
     if got.shape != (5, 7):
         raise Wrong(f"the output must be <float32>[batch, out] = (5, 7); got shape {got.shape}.")
     if got.dtype != np.float32:
@@ -104,7 +111,7 @@ def _csr(answer):
         m = scipy.sparse.csr_matrix(w)
         want = (m.data.astype(np.float32).nbytes + m.indices.astype(np.int32).nbytes
                 + m.indptr.astype(np.int32).nbytes)
-        got = answer(w)
+        got = returned(answer(w), "csr_nbytes")
         if int(got) != want:
             nnz = int(np.count_nonzero(w))
             raise Wrong(f"a {shape} array with {nnz} non-zeros: you say {got} bytes, CSR needs {want} "

@@ -17,8 +17,9 @@ def _setup():
     from lstmjax.nn.classifier import TextClassifier
 
     model = TextClassifier(vocab_size=30, num_classes=2, embed_dim=8, hidden_size=8)
-    ids = jnp.array([[4, 9, 17, 2, 23, 11], [5, 28, 3, 0, 0, 0], [7, 0, 0, 0, 0, 0]], jnp.int32)
-    lengths = jnp.array([6, 3, 1], jnp.int32)
+    ids = jnp.array([[4, 9, 17, 2, 23, 11], [5, 28, 3, 0, 0, 0], [7, 0, 0, 0, 0, 0], [3, 6, 17, 24, 3, 21]],
+                    jnp.int32)
+    lengths = jnp.array([6, 3, 1, 6], jnp.int32)  # the last: its largest attribution is negative
     variables = model.init(jax.random.key(9), ids)
     params = dict(variables["params"])
     params["embedding"] = {"embedding": 2.0 * jax.random.normal(jax.random.key(10), (30, 8), jnp.float32)}
@@ -53,21 +54,48 @@ def _scores(answer, *args, expect_len: int, name: str) -> np.ndarray:
     return got
 
 
-@exercise("09.1", "Gradient × input from scratch")
-def _grad_x_input(answer):
-    from lstmjax.explain import gradient_x_input
+def occlusion_reference(f, x, baseline) -> np.ndarray:
+    """``a_t = f(x) − f(x with row t replaced by baseline[t])``, one forward pass per token.
 
+    Example:
+      >>> import jax.numpy as jnp
+      >>> occlusion_reference(lambda e: jnp.sum(e ** 2), jnp.ones((3, 2)), jnp.zeros((3, 2))).tolist()
+      [2.0, 2.0, 2.0]
+    """
+    full = float(f(x))
+    return np.array([full - float(f(x.at[t].set(baseline[t]))) for t in range(x.shape[0])], np.float32)
+
+
+@exercise("09.1", "Occlusion: what the output loses without each token")
+def _occlusion(answer):
     model, variables, _, _ = _setup()
-    for k in (0, 1):
-        f, x, ids = _f_and_x(k)
-        got = _scores(answer, f, x, expect_len=x.shape[0], name="grad_x_input(f, x)")
-        ref = np.asarray(gradient_x_input(model, variables, ids, target=1).scores[0])
-        if not np.allclose(got, ref, atol=1e-5, rtol=1e-4):
-            if np.allclose(got, -ref, atol=1e-5, rtol=1e-4):
-                raise Wrong("every score has the wrong sign.")
-            raise Wrong(f"example {k}: got {np.round(got, 4).tolist()}, lstmjax.gradient_x_input gives "
-                        f"{np.round(ref, 4).tolist()}. Multiply jax.grad(f)(x) by x and sum over the last axis.")
-    return "matches lstmjax.gradient_x_input on two examples."
+    for k, which in ((0, "zeros"), (1, "unk"), (0, "unk")):
+        f, x, _ = _f_and_x(k)
+        if which == "zeros":
+            baseline = jnp.zeros_like(x)
+        else:  # the UNK token's embedding at every position: not zero
+            unk = model.apply(variables, jnp.ones((1, x.shape[0]), jnp.int32), method=model.embed)[0]
+            baseline = unk
+        got = _scores(answer, f, x, baseline, expect_len=x.shape[0], name="occlusion(f, x, baseline)")
+        want = occlusion_reference(f, x, baseline)
+        if np.allclose(got, want, atol=1e-5, rtol=1e-4):
+            continue
+        if np.allclose(got, -want, atol=1e-5, rtol=1e-4):
+            raise Wrong("every score has the wrong sign: a_t = f(x) − f(x with token t replaced), so a token "
+                        "that pushed the output up gets a positive score.")
+        cumulative = [float(f(x)) - float(f(x.at[:t + 1].set(baseline[:t + 1]))) for t in range(x.shape[0])]
+        if np.allclose(got, cumulative, atol=1e-5, rtol=1e-4):
+            raise Wrong("your scores replace tokens 0..t together; replace only token t, and put the others back.")
+        zeros = occlusion_reference(f, x, jnp.zeros_like(x))
+        if which == "unk" and np.allclose(got, zeros, atol=1e-5, rtol=1e-4):
+            raise Wrong("with a non-zero baseline your scores are those of the zero baseline: replace row t by "
+                        "baseline[t], not by zeros.")
+        raise Wrong(f"example {k}, {which} baseline: got {np.round(got, 4).tolist()}, expected "
+                    f"{np.round(want, 4).tolist()} (f(x) − f(x with row t set to baseline[t]), one pass per token).")
+    f, x, _ = _f_and_x(0)
+    total = float(np.sum(occlusion_reference(f, x, jnp.zeros_like(x))))
+    return (f"matches a pass-per-token reference for zero and UNK baselines. Unlike integrated gradients the "
+            f"scores need not add up: here Σ a_t = {total:+.3f}, f(x) − f(0) = {float(f(x) - f(jnp.zeros_like(x))):+.3f}.")
 
 
 @exercise("09.2", "Integrated gradients with the midpoint rule, and completeness")

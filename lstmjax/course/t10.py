@@ -6,8 +6,16 @@ import re
 
 import jax
 import numpy as np
+import optax
+import optax.contrib
 
-from lstmjax.course._check import Wrong, exercise
+from lstmjax.course._check import (
+    Wrong,
+    exercise,
+    refuse_library_calls,
+    returned,
+    watching,
+)
 
 # (text, the mobile number it contains or None)
 _MOBILE_CASES = (
@@ -67,8 +75,11 @@ def _clipped_mean(answer):
     grads["dense"]["kernel"] = grads["dense"]["kernel"].at[2].set(0.0)  # an example with a zero gradient
     grads["dense"]["bias"] = grads["dense"]["bias"].at[2].set(0.0)
     grads["embedding"] = grads["embedding"].at[2].set(0.0)
+    library = [dp_aggregate, optax.contrib.differentially_private_aggregate, optax.per_example_global_norm_clip]
     for clip in (0.5, 3.0, 1e6):
-        got = answer(grads, clip)
+        with watching(*library) as seen:
+            got = returned(answer(grads, clip), "clipped_mean")
+        refuse_library_calls(seen, "the clipping and the mean")
         tx = dp_aggregate(clip, 0.0, key, batch_size=5)
         want, _ = tx.update(grads, tx.init(None))
         if jax.tree.structure(jax.tree.map(np.asarray, got)) != jax.tree.structure(want):
@@ -96,8 +107,16 @@ def _auc(answer):
         (np.array([0.1, 0.2]), np.array([0.1, 0.2])),
         (np.array([1.0, 2.0, 3.0]), np.array([0.1])),
     ]
+    library = [membership_attack]
+    try:
+        import sklearn.metrics
+        library += [sklearn.metrics.roc_auc_score, sklearn.metrics.roc_curve]
+    except ImportError:  # pragma: no cover - scikit-learn is in the tutorials' extra
+        pass
     for members, nonmembers in cases:
-        got = answer(members, nonmembers)
+        with watching(*library) as seen:
+            got = returned(answer(members, nonmembers), "auc")
+        refuse_library_calls(seen, "the AUC")
         want = membership_attack(members, nonmembers)["auc"]
         try:
             got = float(got)
