@@ -8,9 +8,13 @@
 * :mod:`~lstmjax.nn.layers`: ``LSTM``, ``GRU``, ``SimpleRNN`` (stacked, bidirectional, masked)
   and the one-step ``LSTMCell``, ``GRUCell``, ``SimpleRNNCell``.
 * :mod:`~lstmjax.nn.classifier`: :class:`TextClassifier`: embedding → recurrent stack → pool → dense.
-* :mod:`~lstmjax.nn.interop`: weights to and from PyTorch and Keras.
+* :mod:`~lstmjax.nn.interop`: weights to and from PyTorch, Keras and Flax NNX's recurrent layers.
 * :mod:`~lstmjax.nn.params`: parameter paths and what a weight matrix is.
+* :mod:`~lstmjax.nn.nnx`: the same layers and classifier as Flax NNX modules, and
+  :func:`to_nnx` / :func:`from_nnx` between Linen variables and NNX state (loaded on first use).
 """
+
+import lazy_loader as _lazy
 
 from lstmjax.nn import cells
 from lstmjax.nn.cells import (
@@ -23,7 +27,7 @@ from lstmjax.nn.cells import (
 )
 from lstmjax.nn.classifier import TextClassifier, pool
 from lstmjax.nn.fused import lstm_scan
-from lstmjax.nn.interop import from_keras, from_torch, layer_like, to_keras, to_torch
+from lstmjax.nn.interop import from_flax_nnx, from_keras, from_torch, layer_like, to_flax_nnx, to_keras, to_torch
 from lstmjax.nn.layers import (
     GRU,
     LSTM,
@@ -45,6 +49,14 @@ __all__ = [
     "LSTMCell", "GRUCell", "SimpleRNNCell", "LSTM", "GRU", "SimpleRNN", "recurrent_dropout_mask",
     "TextClassifier", "pool",
     # weights: other libraries, paths
-    "from_torch", "to_torch", "from_keras", "to_keras", "layer_like", "path_name", "param_paths",
-    "is_weight_matrix",
+    "from_torch", "to_torch", "from_keras", "to_keras", "from_flax_nnx", "to_flax_nnx", "layer_like", "path_name",
+    "param_paths", "is_weight_matrix",
+    # Flax NNX (loaded on first use: flax.nnx costs a second or two to import)
+    "nnx", "to_nnx", "from_nnx",
 ]  # fmt: skip
+
+__getattr__, _lazy_dir, _ = _lazy.attach(__name__, submodules=["nnx"], submod_attrs={"nnx": ["to_nnx", "from_nnx"]})
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_lazy_dir()))

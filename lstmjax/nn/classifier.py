@@ -22,7 +22,7 @@ from lstmjax.nn.scan import length_mask
 
 Array = jax.Array
 
-__all__ = ["TextClassifier", "pool"]
+__all__ = ["TextClassifier", "pool", "token_lengths"]
 
 PAD_ID = 0  # the data part's padding id (lstmjax.data.vocab.PAD_ID); the model part imports no data code
 Pooling = Literal["last", "mean", "max"]
@@ -62,6 +62,28 @@ def pool(outputs: Array, lengths: Array, method: Pooling, final_h: Array | None 
         best = jnp.max(jnp.where(valid, outputs, neg_inf), axis=1)  # (B, F)
         return jnp.where((lengths > 0)[:, None], best, jnp.zeros_like(best))
     raise ValueError(f"pooling must be 'last', 'mean' or 'max'; got {method!r}")
+
+
+def token_lengths(token_ids: Array, lengths: Array | None = None) -> Array:
+    """``lengths``, or, without them, each row's number of non-PAD ids (right for right padding only).
+
+    Args:
+      token_ids: ``<int32>[batch, time]``.
+      lengths: ``<int32>[batch]`` or ``None``.
+
+    Returns:
+      ``<int32>[batch]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> token_lengths(jnp.array([[5, 7, 0], [3, 0, 0]], jnp.int32)).tolist()
+      [2, 1]
+    """
+    if token_ids.ndim != 2:
+        raise ValueError(f"token_ids must be <int32>[batch, time]; got shape {token_ids.shape}")
+    if lengths is None:
+        lengths = jnp.sum(token_ids != PAD_ID, axis=1, dtype=jnp.int32)
+    return lengths
 
 
 def _keras_embedding_init(key, shape, dtype=jnp.float32):
@@ -141,25 +163,41 @@ class TextClassifier(nn.Module):
                                          self.recurrent_dropout))
 
     def setup(self):
-        if self.cell not in ("lstm", "gru", "rnn"):
-            raise ValueError(f"cell must be 'lstm', 'gru' or 'rnn'; got {self.cell!r}")
-        if self.pooling not in ("last", "mean", "max"):
-            raise ValueError(f"pooling must be 'last', 'mean' or 'max'; got {self.pooling!r}")
+        self._check_options()
         self.embedding = nn.Embed(
             self.vocab_size, self.embed_dim, param_dtype=self.param_dtype,
             embedding_init=_keras_embedding_init,
         )
+        self.recurrent = self._recurrent_stack()
+        self.dense = nn.Dense(self.num_classes, param_dtype=self.param_dtype)
+        self.embed_drop = nn.Dropout(self.embed_dropout)
+        self.output_drop = nn.Dropout(self.output_dropout)
+
+    def _check_options(self) -> None:
+        if self.cell not in ("lstm", "gru", "rnn"):
+            raise ValueError(f"cell must be 'lstm', 'gru' or 'rnn'; got {self.cell!r}")
+        if self.pooling not in ("last", "mean", "max"):
+            raise ValueError(f"pooling must be 'last', 'mean' or 'max'; got {self.pooling!r}")
+
+    def _recurrent_stack(self, **module_args):
+        """The recurrent layer these attributes describe (a Linen module; the NNX twin builds its own from it,
+        unbound: ``parent=None``)."""
         stack = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}[self.cell]
-        self.recurrent = stack(
+        return stack(
             self.hidden_size, num_layers=self.num_layers, bidirectional=self.bidirectional,
             dropout=self.dropout, initializer=self.initializer, hoist_inputs=self.hoist_inputs,
             param_dtype=self.param_dtype, recurrent_dropout=self.recurrent_dropout,
             fused=self.fused, remat_chunk=self.remat_chunk, matmul_dtype=self.matmul_dtype,
-            trace_gates=self.trace_gates,
+            trace_gates=self.trace_gates, **module_args,
         )
-        self.dense = nn.Dense(self.num_classes, param_dtype=self.param_dtype)
-        self.embed_drop = nn.Dropout(self.embed_dropout)
-        self.output_drop = nn.Dropout(self.output_dropout)
+
+    def _features(self, outputs: Array, final, lengths: Array) -> Array:
+        """The recurrent stack's outputs and final states → pooled ``<float>[batch, directions*hidden]``."""
+        if self.pooling == "last":
+            h_n = final[0] if self.cell == "lstm" else final  # (L*D, B, H)
+            directions = 2 if self.bidirectional else 1
+            return pool(outputs, lengths, "last", final_h=h_n[-directions:])
+        return pool(outputs, lengths, self.pooling)
 
     def embed(self, token_ids: Array) -> Array:
         """Token ids ``<int32>[batch, time]`` → embeddings ``<float>[batch, time, embed_dim]``.
@@ -194,20 +232,11 @@ class TextClassifier(nn.Module):
         """
         x = self.embed_drop(embedded, deterministic=deterministic)
         outputs, final = self.recurrent(x, lengths, deterministic=deterministic)
-        if self.pooling == "last":
-            h_n = final[0] if self.cell == "lstm" else final  # (L*D, B, H)
-            directions = 2 if self.bidirectional else 1
-            features = pool(outputs, lengths, "last", final_h=h_n[-directions:])
-        else:
-            features = pool(outputs, lengths, self.pooling)
-        features = self.output_drop(features, deterministic=deterministic)
+        features = self.output_drop(self._features(outputs, final, lengths), deterministic=deterministic)
         return self.dense(features)  # (B, num_classes)
 
     def __call__(self, token_ids: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
-        if token_ids.ndim != 2:
-            raise ValueError(f"token_ids must be <int32>[batch, time]; got shape {token_ids.shape}")
-        if lengths is None:
-            lengths = jnp.sum(token_ids != PAD_ID, axis=1, dtype=jnp.int32)
+        lengths = token_lengths(token_ids, lengths)
         return self.logits_from_embeddings(self.embed(token_ids), lengths, deterministic=deterministic)
 
     def predict_proba(self, token_ids: Array, lengths: Array | None = None) -> Array:
