@@ -27,7 +27,15 @@ from lstmjax.nn.cells import (
 )
 from lstmjax.nn.classifier import TextClassifier, pool
 from lstmjax.nn.fused import lstm_scan
-from lstmjax.nn.interop import from_flax_nnx, from_keras, from_torch, layer_like, to_flax_nnx, to_keras, to_torch
+from lstmjax.nn.interop import (
+    from_flax_nnx,
+    from_keras,
+    from_torch,
+    layer_like,
+    to_flax_nnx,
+    to_keras,
+    to_torch,
+)
 from lstmjax.nn.layers import (
     GRU,
     LSTM,

@@ -239,6 +239,63 @@ class TextClassifier(nn.Module):
         lengths = token_lengths(token_ids, lengths)
         return self.logits_from_embeddings(self.embed(token_ids), lengths, deterministic=deterministic)
 
+    def stream(self, token_ids: Array, lengths: Array | None = None, state: dict[str, Any] | None = None):
+        """One chunk of long texts: the logits after it, and the state that carries the reading on.
+
+        An LSTM (or GRU, simple RNN) reads left to right with a fixed-size state, so a text can
+        come in chunks: the recurrent carry and the pooling's running sums move from one chunk
+        to the next, and the logits after the last chunk equal those of the whole text (to
+        float rounding), however it was cut. A Transformer cannot do this: its last token
+        attends to every earlier one, so it must keep them all. A bidirectional model cannot
+        either: its backward direction starts at the end.
+
+        Args:
+          token_ids: ``<int32>[batch, time]``, this chunk (``time`` may be 0).
+          lengths: ``<int32>[batch]`` valid tokens of each row of the chunk, or ``None`` (non-PAD).
+          state: what the previous chunk returned, or ``None`` at the start of the texts.
+
+        Returns:
+          ``(logits <float32>[batch, num_classes], state)``; ``state`` is a dict of arrays:
+          ``carry`` (the recurrent stack's final states, as its ``initial_state``), ``sum`` and
+          ``max`` ``<float>[batch, hidden]`` and ``count`` ``<int32>[batch]`` (for the pooling).
+
+        Example:
+          >>> import jax, jax.numpy as jnp
+          >>> model = TextClassifier(vocab_size=20, num_classes=2, embed_dim=4, hidden_size=4, pooling="mean")
+          >>> ids = jnp.array([[3, 4, 5, 6, 7]], jnp.int32)
+          >>> variables = model.init(jax.random.key(0), ids)
+          >>> _, state = model.apply(variables, ids[:, :2], None, None, method="stream")
+          >>> logits, state = model.apply(variables, ids[:, 2:], None, state, method="stream")
+          >>> bool(jnp.allclose(logits, model.apply(variables, ids), atol=1e-6)), state["count"].tolist()
+          (True, [5])
+        """
+        if self.bidirectional:
+            raise ValueError("stream needs a unidirectional model: a bidirectional one reads each text from its end too")
+        lengths = token_lengths(token_ids, lengths)
+        if state is None:
+            state = self._stream_start(token_ids.shape[0])
+        if token_ids.shape[1] > 0:  # an empty chunk leaves the state as it is
+            outputs, carry = self.recurrent(self.embed(token_ids), lengths, initial_state=state["carry"])
+            valid = length_mask(lengths, token_ids.shape[1])[..., None]  # (B, T, 1)
+            state = {"carry": carry, "sum": state["sum"] + jnp.sum(jnp.where(valid, outputs, 0.0), axis=1),
+                     "max": jnp.maximum(state["max"], jnp.max(jnp.where(valid, outputs, -jnp.inf), axis=1)),
+                     "count": state["count"] + lengths}
+        return self.dense(self._stream_features(state)), state
+
+    def _stream_start(self, batch: int) -> dict[str, Any]:
+        """The state before the first chunk: zero carries, empty pooling."""
+        zeros = jnp.zeros((self.num_layers, batch, self.hidden_size), self.param_dtype)  # [L, B, H]
+        return {"carry": (zeros, zeros) if self.cell == "lstm" else zeros, "sum": zeros[0],
+                "max": jnp.full_like(zeros[0], -jnp.inf), "count": jnp.zeros((batch,), jnp.int32)}
+
+    def _stream_features(self, state: dict[str, Any]) -> Array:
+        """The pooled ``<float>[batch, hidden]`` of everything read so far (as :func:`pool` on the whole text)."""
+        if self.pooling == "last":
+            return (state["carry"][0] if self.cell == "lstm" else state["carry"])[-1]  # the top layer's h
+        if self.pooling == "mean":
+            return state["sum"] / jnp.maximum(state["count"], 1).astype(state["sum"].dtype)[:, None]
+        return jnp.where((state["count"] > 0)[:, None], state["max"], jnp.zeros_like(state["max"]))
+
     def predict_proba(self, token_ids: Array, lengths: Array | None = None) -> Array:
         """Class probabilities ``<float32>[batch, num_classes]`` (softmax of the logits).
 

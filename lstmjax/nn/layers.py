@@ -37,8 +37,8 @@ Array = jax.Array
 __all__ = [
     "GRU",
     "HOIST_BELOW_BATCH",
-    "GRUCell",
     "LSTM",
+    "GRUCell",
     "LSTMCell",
     "SimpleRNN",
     "SimpleRNNCell",
@@ -480,7 +480,7 @@ def stack_forward(stack: _RecurrentStack, host, inputs: Array, lengths: Array | 
                 mask = recurrent_dropout_mask(host.dropout_key(), (x.shape[0], stack.hidden_size),
                                               stack.recurrent_dropout, x.dtype)  # (B, H)
                 host.sow(None, f"recurrent_mask_{layer}_{direction}", mask)
-            sow = lambda key, value, name=name: host.sow(name, key, value)  # noqa: E731 - gate traces
+            sow = lambda key, value, name=name: host.sow(name, key, value)
             carry, ys = stack._run(cell, params, x, lengths, initial[layer * len(directions) + d],
                                    direction == "backward", mask, sow)
             finals.append(carry)
