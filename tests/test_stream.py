@@ -53,3 +53,39 @@ def test_stream_refuses_bidirectional():
     model = TextClassifier(vocab_size=30, num_classes=2, embed_dim=4, hidden_size=4, bidirectional=True)
     with pytest.raises(ValueError, match="stream needs a unidirectional model"):  # refused before any parameter
         model.apply({"params": {}}, jnp.ones((1, 3), jnp.int32), None, None, method="stream")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run directory without training: an initialised model's checkpoint beside its text files."""
+    from lstmjax.app import stages
+    from lstmjax.app.config import Config
+    from lstmjax.app.rundir import save_run_files
+    from lstmjax.data import Vocab, get_tokenizer
+    from lstmjax.training import Checkpointer
+
+    d = tmp_path_factory.mktemp("stream") / "run"
+    config = Config(hidden=6, embed_dim=5, max_len=64, pooling="mean")
+    tokenizer = get_tokenizer("english")
+    texts = ["a gorgeous moving film", "a dull and tired mess", "the cast is fine but the plot drags"]
+    vocab = Vocab.build([tokenizer(t) for t in texts], tokenizer=tokenizer)
+    save_run_files(d, config, vocab, tokenizer, ("neg", "pos"))
+    model = stages.build_model(config, len(vocab), 2)
+    state = stages.initial_state(config, model, stages.make_optimizer(config, None), jax.random.key(3))
+    Checkpointer(d).save(1, state, {})
+    return d
+
+
+def test_predictor_stream_equals_predict_proba(run_dir):
+    from lstmjax.app.predictor import Predictor
+
+    predictor = Predictor(run_dir)
+    text = "the cast is fine but the plot drags a dull and tired mess with an unknown word"
+    chunks = ["the cast is fine", "", " but the plot drags a dull and tired", " mess with an", " unknown word"]
+    steps = list(predictor.stream(chunks))
+    assert len(steps) == len(chunks)
+    np.testing.assert_allclose(steps[-1], predictor.predict_proba([text])[0], atol=1e-6)
+    np.testing.assert_allclose(steps[0], predictor.predict_proba([chunks[0]])[0], atol=1e-6)
+    np.testing.assert_array_equal(steps[1], steps[0])  # an empty chunk changes nothing
+    with pytest.raises(TypeError, match="not one string"):
+        next(predictor.stream(text))
