@@ -271,13 +271,14 @@ class GRU(_Stack):
     Example:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> y, h_n = GRU(4, 8, rngs=nnx.Rngs(0))(jnp.ones((3, 6, 4)), jnp.array([6, 2, 1]))
-      >>> y.shape, h_n.shape
-      ((3, 6, 8), (1, 3, 8))
+      >>> gru = GRU(4, 8, rngs=nnx.Rngs(0))
+      >>> y, h_n = gru(jnp.ones((3, 6, 4)), jnp.array([6, 2, 1]))
+      >>> h_n.shape, bool(jnp.allclose(y[1, 1], h_n[0, 1]))  # row 1's last valid output is its final state
+      ((1, 3, 8), True)
     """
 
-    _linen = layers.GRU
     _cell_type = GRUCell
+    _linen = layers.GRU
 
 
 class SimpleRNN(_Stack):
