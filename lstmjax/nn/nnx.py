@@ -363,12 +363,13 @@ class TextClassifier(nnx.Module):
 # ---------------------------------------------------------------------------------------------
 
 
+#: Each lstmjax Linen module class → its NNX twin (a class with a ``from_linen`` class method); another
+#: classifier plugs into :func:`to_nnx` by adding its pair here.
 NNX_TWINS: dict[type, type] = {
     layers.LSTMCell: LSTMCell, layers.GRUCell: GRUCell, layers.SimpleRNNCell: SimpleRNNCell,
     layers.LSTM: LSTM, layers.GRU: GRU, layers.SimpleRNN: SimpleRNN,
     classifier.TextClassifier: TextClassifier,
 }
-"""Each lstmjax Linen module class → its NNX twin (a class with a ``from_linen`` class method)."""
 
 
 def load_params(model: nnx.Module, params) -> nnx.Module:
