@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -101,6 +101,8 @@ class Predictor:
         self.label_names = self.files.label_names
         # softmax, or the mean of the ensemble members' softmax
         self._proba = jax.jit(stages.proba_fn(self.files.config, self.state.apply_fn))
+        self._stream = jax.jit(lambda params, ids, lengths, state: self.model.apply(
+            {"params": params}, ids, lengths, state, method="stream"))
 
     @property
     def vocab(self) -> Vocab:
@@ -136,3 +138,35 @@ class Predictor:
             raise TypeError("predict_proba takes a list of texts, not one string")
         ids, lengths = self.encode(check_texts(texts).texts)
         return np.asarray(self._proba(self.state.params, ids, lengths))
+
+    def stream(self, chunks: Iterable[str]) -> Iterator[np.ndarray]:
+        """One long text read chunk by chunk: the label probabilities after each chunk.
+
+        The recurrent state is carried from chunk to chunk
+        (:meth:`lstmjax.TextClassifier.stream`), so memory stays fixed however long the text,
+        and the probabilities after the last chunk equal :meth:`predict_proba` on the whole
+        text as long as that fits ``max_len`` (``predict_proba`` cuts longer texts; a stream
+        does not). Each chunk is tokenised on its own: cut between words (for a subword or
+        character tokenizer, at a point where it splits anyway). Not for bidirectional or
+        ensemble runs.
+
+        Args:
+          chunks: the text's consecutive pieces (an empty one changes nothing).
+
+        Yields:
+          ``<float32>[num_labels]`` after each chunk.
+        """
+        config = self.files.config
+        if config.bidirectional or config.ensemble > 1:
+            raise ValueError(f"{self.directory}: stream needs a unidirectional, single-model run "
+                             f"(bidirectional={config.bidirectional}, ensemble={config.ensemble})")
+        if isinstance(chunks, str):
+            raise TypeError("stream takes an iterable of text chunks, not one string")
+        state = None
+        for chunk in chunks:
+            ids = self.vocab.encode(self.files.tokenizer(check_texts([chunk]).texts[0]))
+            width = 8 if len(ids) <= 8 else 1 << (len(ids) - 1).bit_length()  # powers of two: few compilations
+            row = np.zeros((1, width), np.int32)
+            row[0, :len(ids)] = ids
+            logits, state = self._stream(self.state.params, row, np.array([len(ids)], np.int32), state)
+            yield np.asarray(jax.nn.softmax(logits[0]))

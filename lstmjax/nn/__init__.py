@@ -10,9 +10,13 @@
 * :mod:`~lstmjax.nn.classifier`: :class:`TextClassifier`: embedding → recurrent stack → pool → dense.
 * :mod:`~lstmjax.nn.checks`: what bad token ids and lengths do, eagerly and under ``jax.jit``;
   :func:`checked` makes them errors under ``jax.jit`` too (``checkify``).
-* :mod:`~lstmjax.nn.interop`: weights to and from PyTorch and Keras.
+* :mod:`~lstmjax.nn.interop`: weights to and from PyTorch, Keras and Flax NNX's recurrent layers.
 * :mod:`~lstmjax.nn.params`: parameter paths and what a weight matrix is.
+* :mod:`~lstmjax.nn.nnx`: the same layers and classifier as Flax NNX modules, and
+  :func:`to_nnx` / :func:`from_nnx` between Linen variables and NNX state (loaded on first use).
 """
+
+import lazy_loader as _lazy
 
 from lstmjax.nn import cells
 from lstmjax.nn.checks import check_lengths, check_token_ids, checked
@@ -26,7 +30,15 @@ from lstmjax.nn.cells import (
 )
 from lstmjax.nn.classifier import TextClassifier, pool
 from lstmjax.nn.fused import lstm_scan
-from lstmjax.nn.interop import from_keras, from_torch, layer_like, to_keras, to_torch
+from lstmjax.nn.interop import (
+    from_flax_nnx,
+    from_keras,
+    from_torch,
+    layer_like,
+    to_flax_nnx,
+    to_keras,
+    to_torch,
+)
 from lstmjax.nn.layers import (
     GRU,
     LSTM,
@@ -50,6 +62,14 @@ __all__ = [
     # input checks (eager errors; checkify under jit)
     "check_token_ids", "check_lengths", "checked",
     # weights: other libraries, paths
-    "from_torch", "to_torch", "from_keras", "to_keras", "layer_like", "path_name", "param_paths",
-    "is_weight_matrix",
+    "from_torch", "to_torch", "from_keras", "to_keras", "from_flax_nnx", "to_flax_nnx", "layer_like", "path_name",
+    "param_paths", "is_weight_matrix",
+    # Flax NNX (loaded on first use: flax.nnx costs a second or two to import)
+    "nnx", "to_nnx", "from_nnx",
 ]  # fmt: skip
+
+__getattr__, _lazy_dir, _ = _lazy.attach(__name__, submodules=["nnx"], submod_attrs={"nnx": ["to_nnx", "from_nnx"]})
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_lazy_dir()))

@@ -23,7 +23,7 @@ from lstmjax.nn.scan import length_mask
 
 Array = jax.Array
 
-__all__ = ["TextClassifier", "pool"]
+__all__ = ["TextClassifier", "pool", "token_lengths"]
 
 PAD_ID = 0  # the data part's padding id (lstmjax.data.vocab.PAD_ID); the model part imports no data code
 Pooling = Literal["last", "mean", "max"]
@@ -63,6 +63,28 @@ def pool(outputs: Array, lengths: Array, method: Pooling, final_h: Array | None 
         best = jnp.max(jnp.where(valid, outputs, neg_inf), axis=1)  # (B, F)
         return jnp.where((lengths > 0)[:, None], best, jnp.zeros_like(best))
     raise ValueError(f"pooling must be 'last', 'mean' or 'max'; got {method!r}")
+
+
+def token_lengths(token_ids: Array, lengths: Array | None = None) -> Array:
+    """``lengths``, or, without them, each row's number of non-PAD ids (right for right padding only).
+
+    Args:
+      token_ids: ``<int32>[batch, time]``.
+      lengths: ``<int32>[batch]`` or ``None``.
+
+    Returns:
+      ``<int32>[batch]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> token_lengths(jnp.array([[5, 7, 0], [3, 0, 0]], jnp.int32)).tolist()
+      [2, 1]
+    """
+    if token_ids.ndim != 2:
+        raise ValueError(f"token_ids must be <int32>[batch, time]; got shape {token_ids.shape}")
+    if lengths is None:
+        lengths = jnp.sum(token_ids != PAD_ID, axis=1, dtype=jnp.int32)
+    return lengths
 
 
 def _keras_embedding_init(key, shape, dtype=jnp.float32):
@@ -147,25 +169,41 @@ class TextClassifier(nn.Module):
                                          self.recurrent_dropout))
 
     def setup(self):
-        if self.cell not in ("lstm", "gru", "rnn"):
-            raise ValueError(f"cell must be 'lstm', 'gru' or 'rnn'; got {self.cell!r}")
-        if self.pooling not in ("last", "mean", "max"):
-            raise ValueError(f"pooling must be 'last', 'mean' or 'max'; got {self.pooling!r}")
+        self._check_options()
         self.embedding = nn.Embed(
             self.vocab_size, self.embed_dim, param_dtype=self.param_dtype,
             embedding_init=_keras_embedding_init,
         )
+        self.recurrent = self._recurrent_stack()
+        self.dense = nn.Dense(self.num_classes, param_dtype=self.param_dtype)
+        self.embed_drop = nn.Dropout(self.embed_dropout)
+        self.output_drop = nn.Dropout(self.output_dropout)
+
+    def _check_options(self) -> None:
+        if self.cell not in ("lstm", "gru", "rnn"):
+            raise ValueError(f"cell must be 'lstm', 'gru' or 'rnn'; got {self.cell!r}")
+        if self.pooling not in ("last", "mean", "max"):
+            raise ValueError(f"pooling must be 'last', 'mean' or 'max'; got {self.pooling!r}")
+
+    def _recurrent_stack(self, **module_args):
+        """The recurrent layer these attributes describe (a Linen module; the NNX twin builds its own from it,
+        unbound: ``parent=None``)."""
         stack = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}[self.cell]
-        self.recurrent = stack(
+        return stack(
             self.hidden_size, num_layers=self.num_layers, bidirectional=self.bidirectional,
             dropout=self.dropout, initializer=self.initializer, hoist_inputs=self.hoist_inputs,
             param_dtype=self.param_dtype, recurrent_dropout=self.recurrent_dropout,
             fused=self.fused, remat_chunk=self.remat_chunk, matmul_dtype=self.matmul_dtype,
-            trace_gates=self.trace_gates, check_inputs=self.check_inputs,
+            trace_gates=self.trace_gates, check_inputs=self.check_inputs, **module_args,
         )
-        self.dense = nn.Dense(self.num_classes, param_dtype=self.param_dtype)
-        self.embed_drop = nn.Dropout(self.embed_dropout)
-        self.output_drop = nn.Dropout(self.output_dropout)
+
+    def _features(self, outputs: Array, final, lengths: Array) -> Array:
+        """The recurrent stack's outputs and final states → pooled ``<float>[batch, directions*hidden]``."""
+        if self.pooling == "last":
+            h_n = final[0] if self.cell == "lstm" else final  # (L*D, B, H)
+            directions = 2 if self.bidirectional else 1
+            return pool(outputs, lengths, "last", final_h=h_n[-directions:])
+        return pool(outputs, lengths, self.pooling)
 
     def embed(self, token_ids: Array) -> Array:
         """Token ids ``<int32>[batch, time]`` → embeddings ``<float>[batch, time, embed_dim]``.
@@ -200,21 +238,69 @@ class TextClassifier(nn.Module):
         """
         x = self.embed_drop(embedded, deterministic=deterministic)
         outputs, final = self.recurrent(x, lengths, deterministic=deterministic)
-        if self.pooling == "last":
-            h_n = final[0] if self.cell == "lstm" else final  # (L*D, B, H)
-            directions = 2 if self.bidirectional else 1
-            features = pool(outputs, lengths, "last", final_h=h_n[-directions:])
-        else:
-            features = pool(outputs, lengths, self.pooling)
-        features = self.output_drop(features, deterministic=deterministic)
+        features = self.output_drop(self._features(outputs, final, lengths), deterministic=deterministic)
         return self.dense(features)  # (B, num_classes)
 
     def __call__(self, token_ids: Array, lengths: Array | None = None, *, deterministic: bool = True) -> Array:
-        if token_ids.ndim != 2:
-            raise ValueError(f"token_ids must be <int32>[batch, time]; got shape {token_ids.shape}")
-        if lengths is None:
-            lengths = jnp.sum(token_ids != PAD_ID, axis=1, dtype=jnp.int32)
+        lengths = token_lengths(token_ids, lengths)
         return self.logits_from_embeddings(self.embed(token_ids), lengths, deterministic=deterministic)
+
+    def stream(self, token_ids: Array, lengths: Array | None = None, state: dict[str, Any] | None = None):
+        """One chunk of long texts: the logits after it, and the state that carries the reading on.
+
+        An LSTM (or GRU, simple RNN) reads left to right with a fixed-size state, so a text can
+        come in chunks: the recurrent carry and the pooling's running sums move from one chunk
+        to the next, and the logits after the last chunk equal those of the whole text (to
+        float rounding), however it was cut. A Transformer cannot do this: its last token
+        attends to every earlier one, so it must keep them all. A bidirectional model cannot
+        either: its backward direction starts at the end.
+
+        Args:
+          token_ids: ``<int32>[batch, time]``, this chunk (``time`` may be 0).
+          lengths: ``<int32>[batch]`` valid tokens of each row of the chunk, or ``None`` (non-PAD).
+          state: what the previous chunk returned, or ``None`` at the start of the texts.
+
+        Returns:
+          ``(logits <float32>[batch, num_classes], state)``; ``state`` is a dict of arrays:
+          ``carry`` (the recurrent stack's final states, as its ``initial_state``), ``sum`` and
+          ``max`` ``<float>[batch, hidden]`` and ``count`` ``<int32>[batch]`` (for the pooling).
+
+        Example:
+          >>> import jax, jax.numpy as jnp
+          >>> model = TextClassifier(vocab_size=20, num_classes=2, embed_dim=4, hidden_size=4, pooling="mean")
+          >>> ids = jnp.array([[3, 4, 5, 6, 7]], jnp.int32)
+          >>> variables = model.init(jax.random.key(0), ids)
+          >>> _, state = model.apply(variables, ids[:, :2], None, None, method="stream")
+          >>> logits, state = model.apply(variables, ids[:, 2:], None, state, method="stream")
+          >>> bool(jnp.allclose(logits, model.apply(variables, ids), atol=1e-6)), state["count"].tolist()
+          (True, [5])
+        """
+        if self.bidirectional:
+            raise ValueError("stream needs a unidirectional model: a bidirectional one reads each text from its end too")
+        lengths = token_lengths(token_ids, lengths)
+        if state is None:
+            state = self._stream_start(token_ids.shape[0])
+        if token_ids.shape[1] > 0:  # an empty chunk leaves the state as it is
+            outputs, carry = self.recurrent(self.embed(token_ids), lengths, initial_state=state["carry"])
+            valid = length_mask(lengths, token_ids.shape[1])[..., None]  # (B, T, 1)
+            state = {"carry": carry, "sum": state["sum"] + jnp.sum(jnp.where(valid, outputs, 0.0), axis=1),
+                     "max": jnp.maximum(state["max"], jnp.max(jnp.where(valid, outputs, -jnp.inf), axis=1)),
+                     "count": state["count"] + lengths}
+        return self.dense(self._stream_features(state)), state
+
+    def _stream_start(self, batch: int) -> dict[str, Any]:
+        """The state before the first chunk: zero carries, empty pooling."""
+        zeros = jnp.zeros((self.num_layers, batch, self.hidden_size), self.param_dtype)  # [L, B, H]
+        return {"carry": (zeros, zeros) if self.cell == "lstm" else zeros, "sum": zeros[0],
+                "max": jnp.full_like(zeros[0], -jnp.inf), "count": jnp.zeros((batch,), jnp.int32)}
+
+    def _stream_features(self, state: dict[str, Any]) -> Array:
+        """The pooled ``<float>[batch, hidden]`` of everything read so far (as :func:`pool` on the whole text)."""
+        if self.pooling == "last":
+            return (state["carry"][0] if self.cell == "lstm" else state["carry"])[-1]  # the top layer's h
+        if self.pooling == "mean":
+            return state["sum"] / jnp.maximum(state["count"], 1).astype(state["sum"].dtype)[:, None]
+        return jnp.where((state["count"] > 0)[:, None], state["max"], jnp.zeros_like(state["max"]))
 
     def predict_proba(self, token_ids: Array, lengths: Array | None = None) -> Array:
         """Class probabilities ``<float32>[batch, num_classes]`` (softmax of the logits).

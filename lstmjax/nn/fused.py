@@ -82,11 +82,15 @@ def _resolve_weight_grads(mode: str, batch: int) -> str:
       >>> with jax.set_mesh(mesh):  # the batch may be split over 2 devices: one all-reduce after the loop
       ...     _resolve_weight_grads("auto", 256)
       'after'
+      >>> _resolve_weight_grads("auto", jax.export.symbolic_shape("b")[0])  # exported with a symbolic batch
+      'after'
     """
     if mode not in ("auto", "loop", "after"):
         raise ValueError(f"weight_grads must be 'auto', 'loop' or 'after'; got {mode!r}")
     if mode != "auto":
         return mode
+    if not isinstance(batch, int):  # a symbolic batch (jax.export): one product after the loop
+        return "after"
     return "loop" if batch >= LOOP_WEIGHT_GRADS_MIN_BATCH and not batch_partitioned() else "after"
 
 

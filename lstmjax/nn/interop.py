@@ -1,9 +1,10 @@
-"""Move recurrent weights between lstmjax, PyTorch and Keras 3.
+"""Move recurrent weights between lstmjax, PyTorch, Keras 3 and Flax NNX's own recurrent layers.
 
-``from_torch(module)`` / ``from_keras(layer)`` return lstmjax variables (``{"params": ...}``) for
-the matching :class:`lstmjax.LSTM`, :class:`lstmjax.GRU` or :class:`lstmjax.SimpleRNN`
-(:func:`layer_like` builds that module); ``to_torch`` / ``to_keras`` write lstmjax variables into
-an existing PyTorch module or built Keras layer, in place, and return it.
+``from_torch(module)`` / ``from_keras(layer)`` / ``from_flax_nnx(layer)`` return lstmjax variables
+(``{"params": ...}``) for the matching :class:`lstmjax.LSTM`, :class:`lstmjax.GRU` or
+:class:`lstmjax.SimpleRNN` (:func:`layer_like` builds that module); ``to_torch`` / ``to_keras`` /
+``to_flax_nnx`` write lstmjax variables into an existing PyTorch module, built Keras layer or
+Flax NNX layer, in place, and return it.
 
 Layout mapping
 --------------
@@ -21,6 +22,17 @@ GRU biases   ``b_ih``, ``b_hh``           ``bias[0]``, ``bias[1]``        ``b_x`
 RNN bias     ``b_ih + b_hh``              ``bias``                        ``b``
 ===========  ===========================  ==============================  =====================
 
+Flax NNX (``flax.nnx``): ``LSTMCell`` keeps one ``Linear`` per gate (``ii, if_, ig, io`` without
+bias, ``hi, hf, hg, ho`` with one), ``OptimizedLSTMCell`` two fused ones (``dense_i`` without bias,
+``dense_h`` with it), both gates i, f, g, o and carry ``(c, h)``; ``GRUCell`` has ``dense_i`` (r, z,
+n, with bias) and ``dense_h`` (no bias): lstmjax's GRU with ``b_h = 0``, so exporting one needs
+``b_h``'s n block at zero (its r and z blocks fold into ``b_x``); ``SimpleCell`` (``residual=False``)
+is lstmjax's simple RNN. ``nnx.RNN`` runs a cell over time; ``nnx.Bidirectional`` (concatenating)
+is a bidirectional layer; a list of them is a stack. With ``seq_lengths``, ``nnx.RNN`` returns the
+carry at each sequence's last valid step, as lstmjax does, except for length 0, where it returns
+the carry after the whole padded row (lstmjax: the initial state); its outputs at padded steps are
+not zeroed.
+
 PyTorch's GRU applies the reset gate after the recurrent matrix product,
 ``n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))``; Keras does the same only with
 ``reset_after=True`` (its default), so ``reset_after=False`` layers are refused. Exporting to
@@ -28,7 +40,7 @@ PyTorch puts the whole LSTM/RNN bias in ``bias_ih`` and zeros ``bias_hh`` (only 
 Flax Linen's own ``LSTMCell`` keeps one ``Dense`` per gate and a ``(c, h)`` carry; lstmjax fuses
 the gates and orders the carry ``(h, c)`` as PyTorch does.
 
-Both libraries are optional: they are imported only by the functions that take their objects.
+The other libraries are optional: they are imported only by the functions that take their objects.
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ import numpy as np
 
 from lstmjax.nn.layers import GRU, LSTM, SimpleRNN
 
-__all__ = ["from_keras", "from_torch", "layer_like", "to_keras", "to_torch"]
+__all__ = ["from_flax_nnx", "from_keras", "from_torch", "layer_like", "to_flax_nnx", "to_keras", "to_torch"]
 
 _TORCH_KINDS = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
 _KERAS_KINDS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}
@@ -305,13 +317,161 @@ def to_keras(variables, layers):
 
 
 # ---------------------------------------------------------------------------------------------
+# Flax NNX (flax.nnx.LSTMCell, OptimizedLSTMCell, GRUCell, SimpleCell; nnx.RNN, nnx.Bidirectional)
+# ---------------------------------------------------------------------------------------------
+
+_FLAX_KINDS = {"LSTMCell": "lstm", "OptimizedLSTMCell": "lstm", "GRUCell": "gru", "SimpleCell": "rnn"}
+_FLAX_LSTM_GATES = (("ii", "hi"), ("if_", "hf"), ("ig", "hg"), ("io", "ho"))  # LSTMCell: one Linear per gate
+
+
+def _is_flax_nnx(obj) -> bool:
+    return type(obj).__module__.startswith("flax.nnx")
+
+
+def _flax_cell(rnn, direction: str):
+    """The cell of an ``nnx.RNN`` (or a bare cell), checked for what lstmjax can represent."""
+    if _is_flax_nnx(rnn) and type(rnn).__name__ == "RNN":
+        if rnn.reverse and direction == "forward":
+            raise ValueError("an nnx.RNN with reverse=True reads backwards: wrap it in nnx.Bidirectional")
+        rnn = rnn.cell
+    kind = _FLAX_KINDS.get(type(rnn).__name__) if _is_flax_nnx(rnn) else None
+    if kind is None:
+        raise TypeError("expected a flax.nnx LSTMCell, OptimizedLSTMCell, GRUCell or SimpleCell, an nnx.RNN "
+                        f"or an nnx.Bidirectional; got {type(rnn).__name__}")
+    act = getattr(rnn.activation_fn, "__name__", str(rnn.activation_fn))
+    gate = getattr(getattr(rnn, "gate_fn", None), "__name__", "sigmoid")
+    if kind == "rnn" and (rnn.residual or act not in ("tanh", "relu")):
+        raise ValueError(f"SimpleCell(residual={rnn.residual}, activation_fn={act}): lstmjax's simple RNN is "
+                         "residual=False with tanh or relu")
+    if kind != "rnn" and (act != "tanh" or gate != "sigmoid"):
+        raise ValueError(f"{type(rnn).__name__}: lstmjax needs activation_fn=tanh, gate_fn=sigmoid; got {act}, {gate}")
+    return rnn, kind
+
+
+def _flax_directions(layer) -> list[tuple[str, Any, str]]:
+    """``[(direction, cell, kind), ...]`` for a cell, an ``nnx.RNN`` or an ``nnx.Bidirectional``."""
+    if _is_flax_nnx(layer) and type(layer).__name__ == "Bidirectional":
+        merge = getattr(layer.merge_fn, "__name__", "")
+        if merge != "_concatenate":
+            raise ValueError(f"nnx.Bidirectional merge_fn={merge or layer.merge_fn!r}: lstmjax concatenates directions")
+        return [("forward", *_flax_cell(layer.forward_rnn, "forward")),
+                ("backward", *_flax_cell(layer.backward_rnn, "backward"))]
+    return [("forward", *_flax_cell(layer, "forward"))]
+
+
+def _flax_value(variable) -> np.ndarray:
+    return np.asarray(variable[...], dtype=np.float32)
+
+
+def _from_flax_cell(cell, kind: str) -> dict[str, np.ndarray]:
+    if type(cell).__name__ == "LSTMCell":
+        W_x = np.concatenate([_flax_value(getattr(cell, i).kernel) for i, _ in _FLAX_LSTM_GATES], axis=1)
+        W_h = np.concatenate([_flax_value(getattr(cell, h).kernel) for _, h in _FLAX_LSTM_GATES], axis=1)
+        return {"W_x": W_x, "W_h": W_h, "b": np.concatenate([_flax_value(getattr(cell, h).bias)
+                                                             for _, h in _FLAX_LSTM_GATES])}
+    p = {"W_x": _flax_value(cell.dense_i.kernel), "W_h": _flax_value(cell.dense_h.kernel)}
+    if kind == "lstm":  # OptimizedLSTMCell: the bias is dense_h's
+        p["b"] = _flax_value(cell.dense_h.bias)
+    elif kind == "gru":  # no recurrent bias: b_h = 0
+        p.update(b_x=_flax_value(cell.dense_i.bias), b_h=np.zeros_like(_flax_value(cell.dense_i.bias)))
+    else:
+        p["b"] = _flax_value(cell.dense_i.bias)
+    return p
+
+
+def from_flax_nnx(layers) -> dict[str, Any]:
+    """Variables for lstmjax from Flax NNX's own recurrent layers.
+
+    Args:
+      layers: a ``flax.nnx`` ``LSTMCell``, ``OptimizedLSTMCell``, ``GRUCell`` or ``SimpleCell``, an
+        ``nnx.RNN`` of one, an ``nnx.Bidirectional`` of two, or a list of them stacked (each
+        reading the previous one's outputs).
+
+    Returns:
+      ``{"params": {"layer_{l}_{forward|backward}": {...}}}`` as NumPy float32 arrays, for the
+      module :func:`layer_like` returns.
+
+    Example:
+      >>> from flax import nnx
+      >>> rnn = nnx.RNN(nnx.OptimizedLSTMCell(3, 4, rngs=nnx.Rngs(0)))
+      >>> {k: v.shape for k, v in from_flax_nnx(rnn)["params"]["layer_0_forward"].items()}
+      {'W_x': (3, 16), 'W_h': (4, 16), 'b': (16,)}
+    """
+    params = {}
+    for l, layer in enumerate(_keras_stack(layers)):
+        for direction, cell, kind in _flax_directions(layer):
+            params[f"layer_{l}_{direction}"] = _from_flax_cell(cell, kind)
+    return {"params": params}
+
+
+def _flax_assign(variable, value: np.ndarray, where: str) -> None:
+    if tuple(variable.shape) != value.shape:
+        raise ValueError(f"{where}: lstmjax gives shape {value.shape}, Flax expects {tuple(variable.shape)}")
+    variable[...] = np.asarray(value, dtype=variable.dtype)
+
+
+def _to_flax_cell(p: dict[str, np.ndarray], cell, kind: str, where: str) -> None:
+    if type(cell).__name__ == "LSTMCell":
+        for (i, h), W_x, W_h, b in zip(_FLAX_LSTM_GATES, np.split(p["W_x"], 4, axis=1), np.split(p["W_h"], 4, axis=1),
+                                       np.split(p["b"], 4)):
+            _flax_assign(getattr(cell, i).kernel, W_x, f"{where}.{i}.kernel")
+            _flax_assign(getattr(cell, h).kernel, W_h, f"{where}.{h}.kernel")
+            _flax_assign(getattr(cell, h).bias, b, f"{where}.{h}.bias")
+        return
+    _flax_assign(cell.dense_i.kernel, p["W_x"], f"{where}.dense_i.kernel")
+    _flax_assign(cell.dense_h.kernel, p["W_h"], f"{where}.dense_h.kernel")
+    if kind == "lstm":
+        _flax_assign(cell.dense_h.bias, p["b"], f"{where}.dense_h.bias")
+    elif kind == "gru":
+        b_hr, b_hz, b_hn = np.split(p["b_h"], 3)
+        if np.any(b_hn):
+            raise ValueError(f"{where}: flax.nnx.GRUCell has no recurrent bias; lstmjax's b_h has a non-zero n block "
+                             "(inside the reset gate's product, it cannot move to b_x)")
+        _flax_assign(cell.dense_i.bias, p["b_x"] + np.concatenate([b_hr, b_hz, b_hn]), f"{where}.dense_i.bias")
+    else:
+        _flax_assign(cell.dense_i.bias, p["b"], f"{where}.dense_i.bias")
+
+
+def to_flax_nnx(variables, layers):
+    """Write lstmjax variables into Flax NNX recurrent layers in place; returns them.
+
+    Args:
+      variables: ``{"params": ...}`` of a matching lstmjax layer.
+      layers: what :func:`from_flax_nnx` takes (cells, ``nnx.RNN``, ``nnx.Bidirectional``, a list).
+
+    Returns:
+      ``layers``, with weights replaced. A GRU's recurrent bias ``b_h`` must have a zero n block
+      (Flax's ``GRUCell`` has none); its r and z blocks are added to ``dense_i.bias``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from lstmjax import LSTM
+      >>> variables = LSTM(4).init(jax.random.key(0), jnp.ones((1, 2, 3)))
+      >>> cell = to_flax_nnx(variables, nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0)))
+      >>> bool((cell.hf.bias[...] == variables["params"]["layer_0_forward"]["b"][4:8]).all())  # forget gate
+      True
+    """
+    params = variables.get("params", variables)
+    stack = _keras_stack(layers)
+    expected = {f"layer_{l}_{d}" for l, layer in enumerate(stack) for d, _, _ in _flax_directions(layer)}
+    if set(params) != expected:
+        raise ValueError(f"variables hold {sorted(params)}; the Flax layers need {sorted(expected)}")
+    for l, layer in enumerate(stack):
+        for direction, cell, kind in _flax_directions(layer):
+            name = f"layer_{l}_{direction}"
+            _to_flax_cell({k: _np(v) for k, v in params[name].items()}, cell, kind, name)
+    return layers
+
+
+# ---------------------------------------------------------------------------------------------
 # The matching lstmjax module
 # ---------------------------------------------------------------------------------------------
 
 
 def layer_like(module):
-    """The lstmjax layer (``LSTM``/``GRU``/``SimpleRNN``) with the same shape as a PyTorch module
-    or a Keras layer (or list of stacked Keras layers).
+    """The lstmjax layer (``LSTM``/``GRU``/``SimpleRNN``) with the same shape as a PyTorch module,
+    a Keras layer or Flax NNX recurrent layer (or a list of stacked Keras or Flax NNX layers).
 
     Example:
       >>> import torch
@@ -332,6 +492,12 @@ def layer_like(module):
         return classes[kind](module.hidden_size, num_layers=module.num_layers,
                              bidirectional=module.bidirectional, **extra)
     stack = _keras_stack(module)
+    if _is_flax_nnx(stack[0]):
+        directions = _flax_directions(stack[0])
+        cell, kind = directions[0][1:]
+        extra = {"activation": cell.activation_fn.__name__} if kind == "rnn" else {}
+        return classes[kind](cell.hidden_features, num_layers=len(stack), bidirectional=len(directions) == 2,
+                             **extra)
     directions = _keras_directions(stack[0])
     rnn = directions[0][1]
     kind = _keras_kind(rnn)

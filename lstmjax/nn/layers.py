@@ -38,12 +38,13 @@ Array = jax.Array
 __all__ = [
     "GRU",
     "HOIST_BELOW_BATCH",
-    "GRUCell",
     "LSTM",
+    "GRUCell",
     "LSTMCell",
     "SimpleRNN",
     "SimpleRNNCell",
     "recurrent_dropout_mask",
+    "stack_forward",
 ]
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
@@ -325,39 +326,30 @@ class _RecurrentStack(nn.Module):
     trace_gates: bool = False
     check_inputs: bool = False
 
-    def _cell(self, name: str) -> _Cell:  # pragma: no cover - overridden
+    def _cell(self, name: str, **module_args) -> _Cell:  # pragma: no cover - overridden
+        """The one-step cell of (layer, direction) ``name`` (``module_args``: e.g. ``parent=None``, unbound)."""
         raise NotImplementedError
 
-    def _split_state(self, initial_state, dtype):
-        """Per (layer, direction) initial carries from the PyTorch-layout ``initial_state``."""
-        n = self.num_layers * (2 if self.bidirectional else 1)
-        if initial_state is None:
-            return [None] * n
-        return [jax.tree.map(lambda s, k=k: s[k].astype(dtype), initial_state) for k in range(n)]
-
-    def _merge_states(self, finals):
-        """Stack per (layer, direction) carries into ``[num_layers*directions, batch, hidden]``."""
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *finals)
-
-    def _run(self, cell: _Cell, inputs, lengths, carry, reverse: bool, recurrent_mask: Array | None = None):
-        params = cell.cell_params(inputs.shape[-1])
+    def _run(self, cell: _Cell, params, inputs, lengths, carry, reverse: bool, recurrent_mask: Array | None,
+             sow: Callable[[str, Any], None]):
+        """One (layer, direction): the time loop over ``inputs`` (reversed per sequence for ``reverse``)."""
         if carry is None:
             carry = cell.initial_carry(inputs.shape[0], inputs.dtype)
         if reverse:
             inputs = reverse_sequences(inputs, lengths)
         if self.trace_gates:
-            carry, ys = self._trace(cell, params, inputs, carry, lengths, reverse)
+            carry, ys = self._trace(cell, params, inputs, carry, lengths, reverse, sow)
         else:
             carry, ys = self._scan(cell, params, inputs, carry, lengths, recurrent_mask)
         if reverse:
             ys = reverse_sequences(ys, lengths)
         return carry, ys
 
-    def _trace(self, cell: _Cell, params, inputs, carry, lengths, reverse: bool):
+    def _trace(self, cell: _Cell, params, inputs, carry, lengths, reverse: bool, sow):
         """The cell equations keeping every gate, sown as ``intermediates`` ``{cell name: {"gates": (trace,)}}``."""
         carry, gates = scan_cell(cell.trace_step, params, inputs, carry, lengths)  # each (B, T, H)
         order = (lambda g: reverse_sequences(g, lengths)) if reverse else (lambda g: g)  # gates[:, t]: token t
-        cell.sow("intermediates", "gates", jax.tree.map(order, gates))
+        sow("gates", jax.tree.map(order, gates))
         return carry, gates["h"]
 
     def _fused(self, cell: _Cell, recurrent_mask) -> bool:
@@ -367,7 +359,8 @@ class _RecurrentStack(nn.Module):
         """``hoist_inputs``, or by default: hoist in the fused LSTM loop below batch :data:`HOIST_BELOW_BATCH`."""
         if self.hoist_inputs is not None:
             return self.hoist_inputs
-        return self._fused(cell, recurrent_mask) and batch < HOIST_BELOW_BATCH
+        small = batch < HOIST_BELOW_BATCH if isinstance(batch, int) else True  # symbolic (jax.export): hoist
+        return self._fused(cell, recurrent_mask) and small
 
     def _scan(self, cell: _Cell, params, inputs, carry, lengths, recurrent_mask):
         """The time loop: :func:`lstmjax.nn.fused.lstm_scan` for an LSTM without recurrent dropout
@@ -393,36 +386,101 @@ class _RecurrentStack(nn.Module):
     @nn.compact
     def __call__(self, inputs: Array, lengths: Array | None = None, *, deterministic: bool = True,
                  initial_state=None):
-        lengths = _check_inputs(inputs, lengths, self.check_inputs)
-        if self.num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1; got {self.num_layers}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
-        if not 0.0 <= self.recurrent_dropout < 1.0:
-            raise ValueError(f"recurrent_dropout must be in [0, 1); got {self.recurrent_dropout}")
-        x = inputs.astype(self.param_dtype)
-        directions = ("forward", "backward") if self.bidirectional else ("forward",)
-        initial = self._split_state(initial_state, x.dtype)
-        finals = []
-        for layer in range(self.num_layers):
-            if layer > 0 and self.dropout > 0.0:
-                # Between stacked layers, as in PyTorch and Keras; needs rngs={"dropout": key}.
-                x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
-            outs = []
-            for d, direction in enumerate(directions):
-                cell = self._cell(f"layer_{layer}_{direction}")
-                carry0 = initial[layer * len(directions) + d]
-                mask = None
-                if self.recurrent_dropout > 0.0 and not deterministic:
-                    mask = recurrent_dropout_mask(self.make_rng("dropout"), (x.shape[0], self.hidden_size),
-                                                  self.recurrent_dropout, x.dtype)  # (B, H)
-                    self.sow("intermediates", f"recurrent_mask_{layer}_{direction}", mask)
-                carry, ys = self._run(cell, x, lengths, carry0, reverse=direction == "backward",
-                                      recurrent_mask=mask)
-                finals.append(carry)
-                outs.append(ys)
-            x = jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]  # (B, T, D*H)
-        return x, self._merge_states(finals)
+        return stack_forward(self, _LinenHost(self, deterministic), inputs, lengths, deterministic=deterministic,
+                             initial_state=initial_state)
+
+
+class _LinenHost:
+    """The Linen side of a stack: cells as submodules, parameters in ``params``, ``make_rng``, ``sow``."""
+
+    def __init__(self, stack: _RecurrentStack, deterministic: bool):
+        self.stack, self.deterministic, self.cells = stack, deterministic, {}
+
+    def cell(self, name: str, in_features: int):
+        cell = self.cells[name] = self.stack._cell(name)
+        return cell, cell.cell_params(in_features)
+
+    def dropout(self, x: Array) -> Array:
+        return nn.Dropout(self.stack.dropout)(x, deterministic=self.deterministic)
+
+    def dropout_key(self) -> Array:
+        return self.stack.make_rng("dropout")
+
+    def sow(self, owner: str | None, name: str, value) -> None:
+        (self.stack if owner is None else self.cells[owner]).sow("intermediates", name, value)
+
+
+def _check_stack(stack: _RecurrentStack) -> None:
+    if stack.num_layers < 1:
+        raise ValueError(f"num_layers must be >= 1; got {stack.num_layers}")
+    if not 0.0 <= stack.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1); got {stack.dropout}")
+    if not 0.0 <= stack.recurrent_dropout < 1.0:
+        raise ValueError(f"recurrent_dropout must be in [0, 1); got {stack.recurrent_dropout}")
+
+
+def stack_forward(stack: _RecurrentStack, host, inputs: Array, lengths: Array | None = None, *,
+                  deterministic: bool = True, initial_state=None):
+    """A stacked, optionally bidirectional, length-masked recurrent layer, for any module framework.
+
+    The one implementation behind the Linen layers (:class:`LSTM`, :class:`GRU`,
+    :class:`SimpleRNN`) and their Flax NNX twins (:mod:`lstmjax.nn.nnx`). ``stack`` is the
+    Linen layer, bound or not, read only for its attributes and pure methods; ``host`` is what
+    the framework lends: ``host.cell(name, in_features) -> (cell, params)`` (a one-step Linen
+    cell, whose pure step functions run, and its parameter pytree), ``host.dropout(x)``
+    (between layers, while training), ``host.dropout_key()`` (recurrent dropout masks) and
+    ``host.sow(owner, name, value)`` (``owner``: a cell's name, or ``None`` for the stack).
+
+    Args:
+      stack: an :class:`LSTM`, :class:`GRU` or :class:`SimpleRNN`.
+      host: the framework's side, as above.
+      inputs: ``<float>[batch, time, features]``.
+      lengths: ``<int>[batch]`` valid steps per sequence, or ``None``.
+      deterministic: no dropout.
+      initial_state: as the layers' ``initial_state``.
+
+    Returns:
+      ``(outputs <float>[batch, time, directions*hidden], final states)``, as :class:`LSTM`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> gru = GRU(4)
+      >>> x = jnp.ones((2, 3, 5))
+      >>> variables = gru.init(jax.random.key(0), x)
+      >>> class Host:  # parameters from a dict: what the NNX layers lend
+      ...     def cell(self, name, in_features):
+      ...         return gru._cell(name, parent=None), variables["params"][name]
+      >>> y, h_n = stack_forward(gru, Host(), x)
+      >>> bool(jnp.allclose(y, gru.apply(variables, x)[0]))
+      True
+    """
+    lengths = _check_inputs(inputs, lengths, stack.check_inputs)
+    _check_stack(stack)
+    x = inputs.astype(stack.param_dtype)
+    directions = ("forward", "backward") if stack.bidirectional else ("forward",)
+    n = stack.num_layers * len(directions)
+    initial = ([None] * n if initial_state is None else  # per (layer, direction), from [L*D, B, H]
+               [jax.tree.map(lambda s, k=k: s[k].astype(x.dtype), initial_state) for k in range(n)])
+    finals = []
+    for layer in range(stack.num_layers):
+        if layer > 0 and stack.dropout > 0.0 and not deterministic:
+            x = host.dropout(x)  # between stacked layers, as in PyTorch and Keras
+        outs = []
+        for d, direction in enumerate(directions):
+            name = f"layer_{layer}_{direction}"
+            cell, params = host.cell(name, x.shape[-1])
+            mask = None
+            if stack.recurrent_dropout > 0.0 and not deterministic:
+                mask = recurrent_dropout_mask(host.dropout_key(), (x.shape[0], stack.hidden_size),
+                                              stack.recurrent_dropout, x.dtype)  # (B, H)
+                host.sow(None, f"recurrent_mask_{layer}_{direction}", mask)
+            sow = lambda key, value, name=name: host.sow(name, key, value)
+            carry, ys = stack._run(cell, params, x, lengths, initial[layer * len(directions) + d],
+                                   direction == "backward", mask, sow)
+            finals.append(carry)
+            outs.append(ys)
+        x = jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]  # (B, T, D*H)
+    return x, jax.tree.map(lambda *xs: jnp.stack(xs), *finals)  # [L*D, B, H] per state
 
 
 class LSTM(_RecurrentStack):
@@ -493,9 +551,9 @@ class LSTM(_RecurrentStack):
 
     unit_forget_bias: bool | None = None
 
-    def _cell(self, name):
+    def _cell(self, name, **module_args):
         return LSTMCell(self.hidden_size, initializer=self.initializer, unit_forget_bias=self.unit_forget_bias,
-                        param_dtype=self.param_dtype, name=name)
+                        param_dtype=self.param_dtype, name=name, **module_args)
 
 
 class GRU(_RecurrentStack):
@@ -515,8 +573,9 @@ class GRU(_RecurrentStack):
       ((3, 6, 8), (2, 3, 8))
     """
 
-    def _cell(self, name):
-        return GRUCell(self.hidden_size, initializer=self.initializer, param_dtype=self.param_dtype, name=name)
+    def _cell(self, name, **module_args):
+        return GRUCell(self.hidden_size, initializer=self.initializer, param_dtype=self.param_dtype, name=name,
+                       **module_args)
 
 
 class SimpleRNN(_RecurrentStack):
@@ -536,8 +595,8 @@ class SimpleRNN(_RecurrentStack):
 
     activation: str = "tanh"
 
-    def _cell(self, name):
+    def _cell(self, name, **module_args):
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}; got {self.activation!r}")
         return SimpleRNNCell(self.hidden_size, initializer=self.initializer, activation=self.activation,
-                             param_dtype=self.param_dtype, name=name)
+                             param_dtype=self.param_dtype, name=name, **module_args)

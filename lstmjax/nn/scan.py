@@ -40,7 +40,8 @@ def length_mask(lengths: Array, time: int) -> Array:
       >>> length_mask(jnp.array([2, 0, 3]), 3).astype(int).tolist()
       [[1, 1, 0], [0, 0, 0], [1, 1, 1]]
     """
-    return jnp.arange(time, dtype=lengths.dtype)[None, :] < lengths[:, None]  # (B, T)
+    # An iota rather than arange(time)[None]: jax2onnx traces symbolic sizes through it (ONNX export).
+    return jax.lax.broadcasted_iota(lengths.dtype, (lengths.shape[0], time), 1) < lengths[:, None]  # (B, T)
 
 
 def scan_cell(step: Callable, params, inputs: Array, carry, lengths: Array | None = None):
@@ -114,7 +115,7 @@ def reverse_sequences(inputs: Array, lengths: Array | None) -> Array:
     """
     if lengths is None:
         return jnp.flip(inputs, axis=1)
-    t = jnp.arange(inputs.shape[1], dtype=lengths.dtype)[None, :]  # (1, T)
+    t = jax.lax.broadcasted_iota(lengths.dtype, inputs.shape[:2], 1)  # (B, T): t[b, t] = t
     idx = jnp.where(length_mask(lengths, inputs.shape[1]), lengths[:, None] - 1 - t, t)  # (B, T)
     idx = idx.reshape(idx.shape + (1,) * (inputs.ndim - 2))
     return jnp.take_along_axis(inputs, idx, axis=1)
