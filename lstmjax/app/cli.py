@@ -5,9 +5,12 @@ Subcommands:
 * ``lstmjax train``: train a classifier (the document's model on the built-in dataset by default),
   evaluate it, write a run directory (:mod:`lstmjax.app.run`).
 * ``lstmjax evaluate DIR``: evaluate a run on its test split (or another dataset / split).
-* ``lstmjax predict DIR "text" ...``: label probabilities per text (or per line of stdin).
+* ``lstmjax predict DIR "text" ...``: label probabilities per text (or per line of stdin); DIR is a
+  run directory or a folder written by ``lstmjax export``.
 * ``lstmjax explain DIR "text" ...``: the prediction and each token's attribution (integrated
   gradients), coloured on a terminal (:mod:`lstmjax.explain`).
+* ``lstmjax export DIR --out FOLDER``: the run's model as a ``jax.export`` file that runs without
+  lstmjax's model code, beside its vocabulary and tokenizer (:mod:`lstmjax.app.export`).
 * ``lstmjax demo``: build the document's classifier (Embedding → LSTM → Dense), show its
   parameters, run it on a batch of variable-length sequences, check the layer against a plain
   Python loop of the pure cell, and time the forward pass.
@@ -93,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="lstmjax", description="A pure-functional LSTM in JAX: train, evaluate and use text classifiers.",
         epilog="Run 'lstmjax COMMAND --help' for a command's options.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_predict, _add_explain, _add_demo):
+    for add in (_add_train, _add_evaluate, _add_predict, _add_explain, _add_export, _add_demo):
         add(sub)
     return parser
 
@@ -132,7 +135,8 @@ def _add_evaluate(sub) -> None:
 def _add_predict(sub) -> None:
     predict = sub.add_parser("predict", help="class probabilities for texts (arguments, or lines on stdin)",
                              description="Print each text's predicted label and the probability of every label.")
-    predict.add_argument("run", metavar="DIR", help="a run directory written by 'lstmjax train'")
+    predict.add_argument("run", metavar="DIR",
+                         help="a run directory written by 'lstmjax train', or a folder written by 'lstmjax export'")
     predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (default: read lines from stdin)")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -150,6 +154,20 @@ def _add_explain(sub) -> None:
                          help="integration points for integrated gradients (Gauss–Legendre; default: 50)")
     explain.add_argument("--target", metavar="LABEL", default=None,
                          help="the label to explain (default: the predicted one)")
+
+
+def _add_export(sub) -> None:
+    export = sub.add_parser(
+        "export", help="the run's model as one file that runs without lstmjax (jax.export or ONNX)",
+        description="Write FOLDER with the run's inference function (token ids + lengths → label probabilities, "
+                    "parameters inside, any batch size and length) as model.jaxexport (jax.export's serialized "
+                    "StableHLO: runs with jax alone) or model.onnx (jax2onnx: any ONNX runtime), beside the run's "
+                    "vocabulary, tokenizer and labels, export.json and a README saying how to call it. "
+                    "'lstmjax predict FOLDER' reads it.")
+    export.add_argument("run", metavar="DIR", help="a run directory written by 'lstmjax train'")
+    export.add_argument("--out", metavar="FOLDER", required=True, help="the folder to write (new or empty)")
+    export.add_argument("--format", choices=("stablehlo", "onnx"), default="stablehlo",
+                        help="stablehlo: jax.export (default); onnx: jax2onnx (pip install \"lstmjax[onnx]\")")
 
 
 def _add_demo(sub) -> None:
@@ -241,7 +259,9 @@ def _predict(args: argparse.Namespace) -> int:
     texts = list(args.texts) if args.texts else [line.rstrip("\n") for line in sys.stdin]
     if not texts:
         raise ValueError("no texts: pass them as arguments or as lines on stdin")
-    predictor = Predictor(args.run)
+    from lstmjax.app.export import ExportedModel, is_exported
+
+    predictor = ExportedModel(args.run) if is_exported(args.run) else Predictor(args.run)
     probs = predictor.predict_proba(texts)
     names = predictor.label_names
     for text, p in zip(texts, probs):
@@ -254,6 +274,17 @@ def _predict(args: argparse.Namespace) -> int:
             shown = "  ".join(f"{n} {v:.3f}" for n, v in zip(names, p))
             note = "  (empty text: no tokens)" if not text.strip() else ""
             print(f"{best:<10} {shown}  | {_printable(text[:70])}{note}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from lstmjax.app.export import MODEL_FILES, export_run
+
+    out = export_run(args.run, args.out, format=args.format)
+    model = out / MODEL_FILES[args.format]
+    alone = "onnxruntime" if args.format == "onnx" else "jax alone"
+    print(f"wrote {model} ({model.stat().st_size / 2**20:.1f} MiB) with its vocabulary, tokenizer and labels; "
+          f"run it with: lstmjax predict {out} \"a text\"  (or {alone}: see {out / 'README.md'})")
     return 0
 
 
@@ -313,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lstmjax.app.allocator import reexec_with_malloc_tunables
     from lstmjax.app.demo import demo
 
-    commands = {"train": _train, "evaluate": _evaluate, "predict": _predict, "explain": _explain, "demo": demo}
+    commands = {"train": _train, "evaluate": _evaluate, "predict": _predict, "explain": _explain, "export": _export,
+                "demo": demo}
     try:
         if args.command == "train" and args.local_processes:
             return _launch(args, list(argv if argv is not None else sys.argv[1:]))

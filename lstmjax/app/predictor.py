@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from lstmjax.app import rundir, stages
-from lstmjax.data import Vocab, load_dataset, pad_sequences, prepare
+from lstmjax.data import Vocab, encode_texts, load_dataset, prepare
 from lstmjax.robustness import CheckedTexts, check_texts
 from lstmjax.training import Checkpointer, CheckpointError
 
@@ -115,11 +115,7 @@ class Predictor:
         length rounded up to a power of two (a few compiled shapes; never ``max_len`` when the
         texts are shorter).
         """
-        ids = [self.vocab.encode(self.files.tokenizer(t)) for t in texts]
-        longest = min(max((len(i) for i in ids), default=1), self.files.config.max_len)
-        time = min(1 << max(longest - 1, 0).bit_length(), self.files.config.max_len)
-        token_ids, lengths = pad_sequences(ids, maxlen=max(time, 1))
-        return token_ids, np.minimum(lengths, token_ids.shape[1]).astype(np.int32)
+        return encode_texts(texts, self.files.tokenizer, self.vocab, self.files.config.max_len)
 
     def check(self, texts: Sequence[str]) -> CheckedTexts:
         """Untrusted texts checked with this run's tokenizer, vocabulary and ``max_len``

@@ -7,7 +7,8 @@ No JAX model code lives here (an import contract says so).
 * :mod:`~lstmjax.data.tokenizer`: English, jieba (分词), character and trained subword tokenizers.
 * :mod:`~lstmjax.data.vocab`: :class:`Vocab` (PAD 0, UNK 1).
 * :mod:`~lstmjax.data.batching`: :func:`prepare` (cached ``datasets.map``), :func:`pad_sequences`,
-  :func:`batches` (bucketed, masked), :func:`poisson_batches`, :func:`prefetch`, :func:`process_shard`.
+  :func:`encode_texts`, :func:`batches` (bucketed, masked), :func:`poisson_batches`, :func:`prefetch`,
+  :func:`process_shard`.
 * :mod:`~lstmjax.data.augment`: EDA text augmentation; :mod:`~lstmjax.data.anonymize`: personal
   data replaced by placeholders.
 """
@@ -18,6 +19,7 @@ from lstmjax.data.batching import (
     Prepared,
     batches,
     encode_dataset,
+    encode_texts,
     num_eval_batches,
     pad_sequences,
     poisson_batches,
@@ -37,8 +39,8 @@ __all__ = [
     # text → tokens → ids
     "Tokenizer", "get_tokenizer", "tokenizer_from_config", "PAD_ID", "UNK_ID", "Vocab",
     # ids → batches
-    "Prepared", "prepare", "tokenize_dataset", "encode_dataset", "pad_sequences", "batches", "poisson_batches",
-    "prefetch", "process_shard", "num_eval_batches",
+    "Prepared", "prepare", "tokenize_dataset", "encode_dataset", "encode_texts", "pad_sequences", "batches",
+    "poisson_batches", "prefetch", "process_shard", "num_eval_batches",
     # augmentation and anonymisation
     "augment_dataset", "augment_tokens", "load_synonyms", "AnonymizationReport", "anonymize", "anonymize_dataset",
 ]  # fmt: skip

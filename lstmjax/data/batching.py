@@ -147,6 +147,26 @@ def pad_sequences(
     return _gather(values, starts, kept, maxlen, padding, value, dtype), kept.astype(np.int32)
 
 
+def encode_texts(texts: Sequence[str], tokenizer, vocab, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Texts → ``token_ids <int32>[batch, time]``, ``lengths <int32>[batch]``, as a trained model reads them.
+
+    Each text is cut to ``max_len`` tokens; ``time`` is the longest kept text's length rounded up
+    to a power of two (a few compiled shapes), at most ``max_len``.
+
+    Example:
+      >>> from lstmjax.data import Vocab, get_tokenizer
+      >>> tok = get_tokenizer("english")
+      >>> ids, lengths = encode_texts(["a good film", "bad"], tok, Vocab.build([["a", "good", "film"]]), 16)
+      >>> ids.tolist(), lengths.tolist()
+      ([[2, 4, 3, 0], [1, 0, 0, 0]], [3, 1])
+    """
+    ids = [vocab.encode(tokenizer(t)) for t in texts]
+    longest = min(max((len(i) for i in ids), default=1), max_len)
+    time = min(1 << max(longest - 1, 0).bit_length(), max_len)
+    token_ids, lengths = pad_sequences(ids, maxlen=max(time, 1))
+    return token_ids, np.minimum(lengths, token_ids.shape[1]).astype(np.int32)
+
+
 # --------------------------------------------------------------------------- encoding (cached)
 
 

@@ -24,6 +24,7 @@ Checkpointer(...) as ckpt:``) when done.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -305,6 +306,10 @@ class Checkpointer:
         except Exception as e:  # noqa: BLE001 - Orbax raises bare Exception for damaged files
             why = _short(e)
         if why is not None:
+            # The failed read leaves coroutines nobody awaited in reference cycles: collect them now,
+            # while the filters of _quiet_failed_reads hold, not at interpreter exit, where Python
+            # reports them ("coroutine ... was never awaited") whatever the filters say.
+            gc.collect()
             raise CheckpointError(f"damaged or unreadable ({why})")
         arrays, meta = restored["state"], dict(restored["meta"] or {})
         mismatched = [
