@@ -175,3 +175,100 @@ def test_bad_input_is_a_clear_error(run, exported, exported_onnx, tmp_path, caps
     (foreign / "export.json").write_text(json.dumps({"format": "something-else/9"}))
     with pytest.raises(CheckpointError, match="format 'something-else/9', expected 'lstmjax-export/1'"):
         ExportedModel(foreign)
+
+
+# ------------------------------------------------------------------ bundles (the Hugging Face Hub's layout)
+
+
+@pytest.fixture(scope="module")
+def bundle(run, tmp_path_factory):
+    return Predictor(run).save_pretrained(tmp_path_factory.mktemp("bundle") / "model")
+
+
+def test_a_bundle_gives_the_runs_answers(run, bundle, test_texts, capsys):
+    from safetensors.numpy import load_file
+
+    assert sorted(p.name for p in bundle.iterdir()) == ["README.md", "config.json", "labels.txt", "metrics.json",
+                                                        "model.safetensors", "tokenizer.json", "vocab.json"]
+    weights = load_file(str(bundle / "model.safetensors"))  # names and arrays, nothing that runs
+    assert weights["embedding/embedding"].shape == (len(Predictor(run).vocab), 16)
+    loaded = Predictor.from_pretrained(bundle)
+    assert loaded.label_names == ("neg", "pos")
+    np.testing.assert_array_equal(loaded.predict_proba(test_texts), Predictor(run).predict_proba(test_texts))
+    for source in (run, bundle):
+        assert main(["predict", str(source), "--json", "a gorgeous, moving film"]) == 0
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == second
+    card = (bundle / "README.md").read_text()
+    accuracy = json.loads((run / "metrics.json").read_text())["accuracy"]
+    assert card.startswith("---\nlibrary_name: lstmjax\nlicense: cc-by-4.0\n") and f"value: {accuracy:.4f}" in card
+    assert "CC BY 4.0" in card and "Bo Pang and Lillian Lee" in card and "Intended use" in card
+    again = loaded.save_pretrained(bundle.parent / "again")  # a bundle saves as a bundle
+    assert (again / "model.safetensors").read_bytes() == (bundle / "model.safetensors").read_bytes()
+
+
+def test_a_bundle_from_the_hub(bundle, monkeypatch):
+    import huggingface_hub
+
+    asked = []
+
+    def download(**kwargs):
+        asked.append(kwargs)
+        if kwargs["repo_id"] == "someone/missing":
+            raise huggingface_hub.errors.RepositoryNotFoundError("404 Client Error: Repository Not Found")
+        return str(bundle)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+    assert Predictor.from_pretrained("someone/sentiment", revision="v1").label_names == ("neg", "pos")
+    assert asked[0] == {"repo_id": "someone/sentiment", "revision": "v1", "cache_dir": None, "repo_type": "model"}
+    with pytest.raises(CheckpointError, match="someone/missing: not a local folder, and the Hub did not give it"):
+        Predictor.from_pretrained("someone/missing")
+    with pytest.raises(CheckpointError, match="no such bundle folder"):
+        Predictor.from_pretrained("./runs/typo")
+    assert len(asked) == 2  # a path is never sent to the Hub
+
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("token", token))
+
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload", kwargs))
+            return type("Info", (), {"commit_url": "https://huggingface.co/someone/sentiment/commit/1"})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    from lstmjax.app.bundle import push_to_hub
+
+    assert push_to_hub(bundle, "someone/sentiment", token="t").endswith("/commit/1")
+    assert calls[1] == ("create", "someone/sentiment", {"repo_type": "model", "private": False, "exist_ok": True})
+    assert calls[2][1]["folder_path"] == str(bundle) and calls[2][1]["repo_type"] == "model"
+    with pytest.raises(ValueError, match="not a bundle"):
+        push_to_hub(bundle.parent, "someone/sentiment")
+
+
+def test_a_bundle_of_another_model_or_a_damaged_one_is_refused(run, bundle, tmp_path, capsys):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    other = shutil.copytree(bundle, tmp_path / "other")
+    weights = load_file(str(other / "model.safetensors"))
+    weights["dense/kernel"] = np.zeros((32, 2), np.float32)
+    save_file(weights, str(other / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"dense/kernel is float32\[32, 2\], the model needs float32\[16, 2\]"):
+        Predictor(other)
+    del weights["dense/kernel"]
+    weights["head/kernel"] = np.zeros((16, 2), np.float32)
+    save_file(weights, str(other / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"missing \['dense/kernel'\], unexpected \['head/kernel'\]"):
+        Predictor(other)
+    data = (bundle / "model.safetensors").read_bytes()
+    (other / "model.safetensors").write_bytes(data[:100])
+    assert main(["predict", str(other), "a film"]) == 2
+    assert "model.safetensors: damaged or not a safetensors file" in capsys.readouterr().err
+    assert main(["export", str(run), "--format", "hub", "--out", str(bundle)]) == 2
+    assert "is not an empty folder" in capsys.readouterr().err

@@ -158,16 +158,18 @@ def _add_explain(sub) -> None:
 
 def _add_export(sub) -> None:
     export = sub.add_parser(
-        "export", help="the run's model as one file that runs without lstmjax (jax.export or ONNX)",
+        "export", help="the run's model as one file that runs without lstmjax (jax.export, ONNX) or as a Hub bundle",
         description="Write FOLDER with the run's inference function (token ids + lengths → label probabilities, "
                     "parameters inside, any batch size and length) as model.jaxexport (jax.export's serialized "
                     "StableHLO: runs with jax alone) or model.onnx (jax2onnx: any ONNX runtime), beside the run's "
-                    "vocabulary, tokenizer and labels, export.json and a README saying how to call it. "
-                    "'lstmjax predict FOLDER' reads it.")
+                    "vocabulary, tokenizer and labels, export.json and a README saying how to call it; or, with "
+                    "--format hub, a bundle in the Hugging Face Hub's layout (model.safetensors, config.json, "
+                    "vocabulary, model card). 'lstmjax predict FOLDER' reads each.")
     export.add_argument("run", metavar="DIR", help="a run directory written by 'lstmjax train'")
     export.add_argument("--out", metavar="FOLDER", required=True, help="the folder to write (new or empty)")
-    export.add_argument("--format", choices=("stablehlo", "onnx"), default="stablehlo",
-                        help="stablehlo: jax.export (default); onnx: jax2onnx (pip install \"lstmjax[onnx]\")")
+    export.add_argument("--format", choices=("stablehlo", "onnx", "hub"), default="stablehlo",
+                        help="stablehlo: jax.export (default); onnx: jax2onnx (pip install \"lstmjax[onnx]\"); "
+                             "hub: safetensors + config + model card, for Predictor.from_pretrained")
 
 
 def _add_demo(sub) -> None:
@@ -282,7 +284,7 @@ def _export(args: argparse.Namespace) -> int:
 
     out = export_run(args.run, args.out, format=args.format)
     model = out / MODEL_FILES[args.format]
-    alone = "onnxruntime" if args.format == "onnx" else "jax alone"
+    alone = {"onnx": "onnxruntime", "stablehlo": "jax alone", "hub": "Predictor.from_pretrained"}[args.format]
     print(f"wrote {model} ({model.stat().st_size / 2**20:.1f} MiB) with its vocabulary, tokenizer and labels; "
           f"run it with: lstmjax predict {out} \"a text\"  (or {alone}: see {out / 'README.md'})")
     return 0

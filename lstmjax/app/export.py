@@ -51,7 +51,7 @@ from lstmjax.training import CheckpointError
 
 __all__ = ["ExportedModel", "export_inference", "export_onnx", "export_run", "is_exported"]
 
-MODEL_FILES = {"stablehlo": "model.jaxexport", "onnx": "model.onnx"}
+MODEL_FILES = {"stablehlo": "model.jaxexport", "onnx": "model.onnx", "hub": "model.safetensors"}
 SPEC_FILE = "export.json"
 FORMAT = "lstmjax-export/1"
 
@@ -187,7 +187,8 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, format: str = 
       run: a run directory written by ``lstmjax train`` (its last checkpoint, or the best epoch's
         parameters when it stopped early, as ``lstmjax predict`` uses).
       out: the folder to write (see the module docstring for its files).
-      format: ``"stablehlo"`` (``jax.export``, the default) or ``"onnx"`` (jax2onnx).
+      format: ``"stablehlo"`` (``jax.export``, the default), ``"onnx"`` (jax2onnx), or ``"hub"``: a
+        bundle in the Hugging Face Hub's layout (:meth:`~lstmjax.app.predictor.Predictor.save_pretrained`).
 
     Raises:
       ValueError: an unknown ``format``, or ``out`` is a file or a folder that is not empty.
@@ -198,7 +199,11 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, format: str = 
     from lstmjax.app.predictor import restore_state
 
     if format not in MODEL_FILES:
-        raise ValueError(f"format {format!r}: the formats are 'stablehlo' (jax.export) and 'onnx'")
+        raise ValueError(f"format {format!r}: the formats are 'stablehlo' (jax.export), 'onnx' and 'hub'")
+    if format == "hub":  # the Hugging Face Hub's layout: safetensors weights, config, model card
+        from lstmjax.app.predictor import Predictor
+
+        return Predictor(run).save_pretrained(out)
     run, out = pathlib.Path(run), pathlib.Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out}: exists and is not an empty folder (export writes a new one)")

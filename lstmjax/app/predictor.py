@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from lstmjax.app import rundir, stages
+from lstmjax.app import bundle, rundir, stages
 from lstmjax.data import Vocab, encode_texts, load_dataset, prepare
 from lstmjax.robustness import CheckedTexts, check_texts
 from lstmjax.training import Checkpointer, CheckpointError
@@ -24,10 +25,11 @@ __all__ = ["Predictor", "evaluate_run", "restore_state"]
 
 def restore_state(directory: str | os.PathLike, files: rundir.RunFiles | None = None):
     """A run directory's model state, from its last checkpoint (the best epoch's parameters when
-    the run stopped early).
+    the run stopped early); a bundle's, from its ``model.safetensors``.
 
     Args:
-      directory: a run directory written by :func:`lstmjax.app.run.train`.
+      directory: a run directory written by :func:`lstmjax.app.run.train`, or a bundle written by
+        :meth:`Predictor.save_pretrained`.
       files: its :func:`~lstmjax.app.rundir.load_run_files` (read when not given).
 
     Returns:
@@ -37,6 +39,8 @@ def restore_state(directory: str | os.PathLike, files: rundir.RunFiles | None = 
     config = files.config
     model = stages.build_model(config, len(files.vocab), len(files.label_names))
     state = stages.initial_state(config, model, stages.make_optimizer(config, None), jax.random.key(0))
+    if bundle.is_bundle(directory) and not (pathlib.Path(directory) / "checkpoints").exists():
+        return state.replace(params=bundle.read_weights(directory, state.params))
     with Checkpointer(directory, create=False) as ckpt:  # reads only: never creates checkpoints/
         state, _, best = ckpt.restore(state)
     return state.replace(params=best) if config.patience is not None else state
@@ -94,6 +98,7 @@ class Predictor:
     """
 
     def __init__(self, directory: str | os.PathLike):
+        """Load a run directory (``lstmjax train``) or a bundle (:meth:`save_pretrained`)."""
         self.directory = pathlib.Path(directory)
         self.files = rundir.load_run_files(self.directory)
         self.model = stages.build_model(self.files.config, len(self.files.vocab), len(self.files.label_names))
@@ -103,6 +108,61 @@ class Predictor:
         self._proba = jax.jit(stages.proba_fn(self.files.config, self.state.apply_fn))
         self._stream = jax.jit(lambda params, ids, lengths, state: self.model.apply(
             {"params": params}, ids, lengths, state, method="stream"))
+
+    @classmethod
+    def from_pretrained(cls, name: str | os.PathLike, *, revision: str | None = None,
+                        cache_dir: str | None = None) -> Predictor:
+        """A bundle (or run directory) from a local folder, or a bundle from the Hugging Face Hub.
+
+        Args:
+          name: a folder written by :meth:`save_pretrained` (or a run directory), else a Hub
+            model id (``"user/model"``), downloaded with ``huggingface_hub.snapshot_download``.
+          revision: the Hub revision (branch, tag or commit; default: main).
+          cache_dir: where the Hub download is cached (default: huggingface_hub's cache).
+
+        Raises:
+          CheckpointError: a local folder that is missing files, or a name that is neither a
+            folder nor a model id the Hub could give.
+        """
+        path = pathlib.Path(name)
+        if path.is_dir():
+            return cls(path)
+        text = str(name)
+        if path.exists() or text.startswith(".") or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", text):
+            raise CheckpointError(f"{name}: no such bundle folder (a Hub model id looks like 'user/model')")
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError
+
+        try:
+            local = snapshot_download(repo_id=text, revision=revision, cache_dir=cache_dir, repo_type="model")
+        except HFValidationError as e:
+            raise CheckpointError(f"{name}: not a folder, nor a Hub model id ({rundir.excerpt(str(e), 160)})") from None
+        except Exception as e:  # noqa: BLE001 - offline, unknown repo, no access: huggingface_hub's many errors
+            raise CheckpointError(f"{name}: not a local folder, and the Hub did not give it "
+                                  f"({type(e).__name__}: {rundir.excerpt(str(e), 200)})") from None
+        return cls(local)
+
+    def save_pretrained(self, out: str | os.PathLike) -> pathlib.Path:
+        """Write this model as a bundle in the Hugging Face Hub's layout (:mod:`lstmjax.app.bundle`).
+
+        ``out`` (a new or empty folder) gets ``model.safetensors``, ``config.json``, the
+        vocabulary, tokenizer and labels, the run's ``metrics.json`` and a model card
+        (``README.md``). :meth:`from_pretrained` and ``lstmjax predict`` read it back.
+
+        Example:
+          >>> import tempfile
+          >>> from lstmjax import Config, train
+          >>> c = Config(epochs=1, hidden=8, embed_dim=8, max_len=16, vocab_size=500, batch_size=64)
+          >>> r = train(c, tempfile.mkdtemp() + "/run", cache_dir=tempfile.mkdtemp(), log=lambda *a: None)
+          >>> folder = Predictor(r.directory).save_pretrained(tempfile.mkdtemp() + "/bundle")
+          >>> sorted(p.name for p in folder.iterdir())
+          ['README.md', 'config.json', 'labels.txt', 'metrics.json', 'model.safetensors', 'tokenizer.json', 'vocab.json']
+          >>> texts = ["a gorgeous, moving film", "dull"]
+          >>> bool(np.abs(Predictor.from_pretrained(folder).predict_proba(texts)
+          ...             - Predictor(r.directory).predict_proba(texts)).max() == 0)
+          True
+        """
+        return bundle.write_bundle(out, self.directory, self.state.params)
 
     @property
     def vocab(self) -> Vocab:
