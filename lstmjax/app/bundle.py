@@ -30,6 +30,7 @@ from lstmjax.training import CheckpointError
 
 __all__ = ["WEIGHTS", "is_bundle", "push_to_hub", "read_weights", "write_bundle"]
 
+#: The file name of a bundle's weights (safetensors).
 WEIGHTS = "model.safetensors"
 _FORMAT = "lstmjax/1"
 

@@ -99,14 +99,14 @@ Exported from `{run}` with jax {jax_version} for {platforms}.
 """
 
 
-def export_inference(proba, params, *, platforms: Sequence[str] | None = None) -> jax.export.Exported:
-    """``proba(params, ids, lengths)`` exported with ``params`` as constants and symbolic batch and time.
+def export_inference(proba, params) -> jax.export.Exported:
+    """``proba(params, ids, lengths)`` exported with ``params`` as constants and symbolic batch and time,
+    for the platform JAX runs on.
 
     Args:
       proba: ``fn(params, token_ids <int32>[b, t], lengths <int32>[b]) -> <float32>[b, labels]``
         (:func:`lstmjax.app.stages.proba_fn`).
       params: the parameters (baked into the exported function).
-      platforms: jax platform names to lower for (default: the platform JAX runs on).
 
     Returns:
       A ``jax.export.Exported``: ``.serialize()`` gives the bytes, ``.call(ids, lengths)`` runs it.
@@ -128,7 +128,7 @@ def export_inference(proba, params, *, platforms: Sequence[str] | None = None) -
     """
     batch, time = jax.export.symbolic_shape("b, t")
     fn = jax.jit(lambda token_ids, lengths: proba(params, token_ids, lengths))
-    return jax.export.export(fn, platforms=platforms)(
+    return jax.export.export(fn)(
         jax.ShapeDtypeStruct((batch, time), jnp.int32), jax.ShapeDtypeStruct((batch,), jnp.int32))
 
 

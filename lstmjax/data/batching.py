@@ -65,6 +65,7 @@ __all__ = [
     "count_tokens",
     "default_length_buckets",
     "encode_dataset",
+    "encode_texts",
     "num_eval_batches",
     "pad_sequences",
     "poisson_batches",
