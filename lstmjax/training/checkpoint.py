@@ -149,7 +149,8 @@ def _quiet_failed_reads() -> None:
     logger = logging.getLogger("asyncio")
     if _READ_ERRORS not in logger.filters:
         logger.addFilter(_READ_ERRORS)
-        warnings.filterwarnings("ignore", r"coroutine 'Store\._get_array_metadatas' was never awaited", RuntimeWarning)
+    # Each time: a caller's ``warnings.catch_warnings()`` (the CLI runs in one) drops it on exit.
+    warnings.filterwarnings("ignore", r"coroutine 'Store\._get_array_metadatas' was never awaited", RuntimeWarning)
     previous = sys.unraisablehook
     if getattr(previous, "_lstmjax_quiet", False):
         return
@@ -307,8 +308,8 @@ class Checkpointer:
             why = _short(e)
         if why is not None:
             # The failed read leaves coroutines nobody awaited in reference cycles: collect them now,
-            # while the filters of _quiet_failed_reads hold, not at interpreter exit, where Python
-            # reports them ("coroutine ... was never awaited") whatever the filters say.
+            # while the filter of _quiet_failed_reads holds, not at interpreter exit, after the CLI's
+            # catch_warnings() has dropped it ("coroutine ... was never awaited" on stderr).
             gc.collect()
             raise CheckpointError(f"damaged or unreadable ({why})")
         arrays, meta = restored["state"], dict(restored["meta"] or {})
