@@ -66,3 +66,24 @@ def test_solutions_are_named_after_their_tutorials():
     names = {p.name for p in TUTORIALS}
     for path in SOLUTIONS:
         assert path.name in names, f"tutorials/solutions/{path.name} matches no tutorials/*.md"
+
+
+# ------------------------------------------------------------------ the concept pictures
+
+
+def test_every_figure_is_an_svg_with_a_title_and_a_tutorial_shows_it():
+    import xml.etree.ElementTree as ET
+
+    from lstmjax.course.figures import FIGURES, figure
+
+    shown = "".join(path.read_text(encoding="utf-8") for path in TUTORIALS)
+    for name in FIGURES:
+        f = figure(name)
+        root = ET.fromstring(f.svg)  # well-formed XML
+        assert root.tag == "{http://www.w3.org/2000/svg}svg" and root.get("viewBox"), name
+        title = root.find("{http://www.w3.org/2000/svg}title")
+        assert title is not None and title.text, f"{name}.svg has no <title> (what a screen reader says)"
+        assert f._repr_svg_() == f.svg and name in repr(f)
+        assert f'course.figure("{name}")' in shown, f"no tutorial shows the figure {name!r}"
+    with pytest.raises(ValueError, match="no figure 'nope'"):
+        figure("nope")

@@ -35,8 +35,10 @@ notebooks``) sets ``LSTMJAX_LANGUAGE`` in its first cell, and :func:`language` r
 from lstmjax.course import t00, t01, t02, t03, t04, t05, t06, t07, t08, t09, t10, t11  # noqa: F401
 from lstmjax.course._check import Result, check, exercise, exercises
 from lstmjax.course._i18n import language
+from lstmjax.course.figures import figure
 from lstmjax.course.grading import ExerciseScore, GradingError, SubmissionReport, format_table, grade
 from lstmjax.course.handout import check_call, student_notebook, write_handouts
 
 __all__ = ["ExerciseScore", "GradingError", "Result", "SubmissionReport", "check", "check_call",
-           "exercise", "exercises", "format_table", "grade", "language", "student_notebook", "write_handouts"]
+           "exercise", "exercises", "figure", "format_table", "grade", "language", "student_notebook",
+           "write_handouts"]
