@@ -55,6 +55,14 @@ MODEL_FILES = {"stablehlo": "model.jaxexport", "onnx": "model.onnx", "hub": "mod
 SPEC_FILE = "export.json"
 FORMAT = "lstmjax-export/1"
 
+_INPUTS = """\
+Any batch size and any time length up to max_len = {max_len} (token id 0 is padding; a row's
+tokens past its length are ignored). Labels, in order: {label_names}. The token ids come from the
+vocabulary (`vocab.json`) and tokenizer (`tokenizer.json`) beside it; with lstmjax installed,
+`lstmjax.app.export.ExportedModel(folder).predict_proba(texts)` does that part, and
+`lstmjax predict FOLDER "a text"` prints the predictions.
+"""
+
 _ONNX_README = """\
 # {name}: an exported lstmjax text classifier (ONNX)
 
@@ -68,12 +76,7 @@ probs = session.run(None, {{"token_ids": token_ids, "lengths": lengths}})[0]
 # <int32>[batch, time], <int32>[batch] -> <float32>[batch, {labels}]
 ```
 
-Any batch size and any time length up to max_len = {max_len} (token id 0 is padding; a row's
-tokens past its length are ignored). Labels, in order: {label_names}. The token ids come from the
-vocabulary (`vocab.json`) and tokenizer (`tokenizer.json`) beside it; with lstmjax installed,
-`lstmjax.app.export.ExportedModel(folder).predict_proba(texts)` does that part, and
-`lstmjax predict FOLDER "a text"` prints the predictions.
-
+{inputs}
 Exported from `{run}` with jax {jax_version} and jax2onnx {converter_version}.
 """
 
@@ -89,12 +92,7 @@ exported = jax.export.deserialize(open("model.jaxexport", "rb").read())
 probs = exported.call(token_ids, lengths)  # <int32>[batch, time], <int32>[batch] -> <float32>[batch, {labels}]
 ```
 
-Any batch size and any time length up to max_len = {max_len} (token id 0 is padding; a row's
-tokens past its length are ignored). Labels, in order: {label_names}. The token ids come from the
-vocabulary (`vocab.json`) and tokenizer (`tokenizer.json`) beside it; with lstmjax installed,
-`lstmjax.app.export.ExportedModel(folder).predict_proba(texts)` does that part, and
-`lstmjax predict FOLDER "a text"` prints the predictions.
-
+{inputs}
 Exported from `{run}` with jax {jax_version} for {platforms}.
 """
 
@@ -219,13 +217,13 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, format: str = 
 
         model_bytes = export_onnx(one, state.params, ensemble=files.config.ensemble).SerializeToString()
         details = {"runtime": "onnx", "converter": f"jax2onnx {version('jax2onnx')}"}
-        readme = _ONNX_README.format(converter_version=version("jax2onnx"), **info)
+        readme = _ONNX_README.format(converter_version=version("jax2onnx"), inputs=_INPUTS.format(**info), **info)
     else:
         exported = export_inference(stages.proba_fn(files.config, state.apply_fn), state.params)
         model_bytes = exported.serialize()
         details = {"runtime": "jax.export", "platforms": list(exported.platforms),
                    "calling_convention_version": exported.calling_convention_version}
-        readme = _README.format(platforms=", ".join(exported.platforms), **info)
+        readme = _README.format(platforms=", ".join(exported.platforms), inputs=_INPUTS.format(**info), **info)
     spec = {
         "format": FORMAT,
         "model": MODEL_FILES[format],
