@@ -176,25 +176,8 @@ def model_card(files: rundir.RunFiles, metrics: dict[str, Any] | None, name: str
              f"({config.hidden}) → pooling ({config.pooling}) → Dense({len(files.label_names)})")
     if config.ensemble > 1:
         model += f", an ensemble of {config.ensemble} (mean probabilities)"
-    front = ["---", "library_name: lstmjax"]
-    if licence_id:
-        front.append(f"license: {licence_id}")
-    front += ["tags:", "- text-classification", f"- {config.cell}", "- jax", "- flax", "pipeline_tag: text-classification"]
-    if metrics and "accuracy" in metrics:
-        front += ["model-index:", f"- name: {name}", "  results:", "  - task:", "      type: text-classification",
-                  "    dataset:", f"      name: {config.data}", f"      type: {hub_id or config.data}",
-                  f"      split: {metrics.get('split', 'test')}", "    metrics:"]
-        for key in ("accuracy", "f1"):
-            if isinstance(metrics.get(key), (int, float)):
-                front += [f"    - type: {key}", f"      value: {metrics[key]:.4f}"]
-    front.append("---")
-    if metrics and isinstance(metrics.get("accuracy"), (int, float)):
-        rows = [f"| {k} | {metrics[k]:.4f} |" for k in ("accuracy", "precision", "recall", "f1", "loss")
-                if isinstance(metrics.get(k), (int, float))]
-        results = (f"On the {metrics.get('split', 'test')} split ({metrics.get('support', '?')} texts), from the "
-                   "run's `metrics.json`:\n\n| metric | value |\n|---|---|\n" + "\n".join(rows))
-    else:
-        results = "The run wrote no test metrics (`metrics.json`); evaluate it with `lstmjax evaluate` first."
+    front = _front_matter(config, metrics, name, hub_id, licence_id)
+    results = _results(metrics)
     licence_text = (f"The model was trained on {data_name}, licensed {licence}: keep its attribution with the model."
                     if licence else f"The model was trained on `{config.data}`; lstmjax does not know that data's "
                     "licence: check its source before you share this model.")
@@ -230,4 +213,31 @@ Teaching and experiments: a small recurrent model, trained for up to {config.epo
 reads {config.tokenizer} tokens, so it knows the words of its training split only (others count as unknown),
 and texts of another domain, language or style may be scored badly. Not for decisions about people.
 """
-    return "\n".join(front) + "\n" + body
+    return front + "\n" + body
+
+
+def _front_matter(config, metrics: dict[str, Any] | None, name: str, hub_id: str | None,
+                  licence_id: str | None) -> str:
+    """The card's YAML header: library, licence, tags, and the test metrics as the Hub's model-index."""
+    front = ["---", "library_name: lstmjax"]
+    if licence_id:
+        front.append(f"license: {licence_id}")
+    front += ["tags:", "- text-classification", f"- {config.cell}", "- jax", "- flax", "pipeline_tag: text-classification"]
+    if metrics and "accuracy" in metrics:
+        front += ["model-index:", f"- name: {name}", "  results:", "  - task:", "      type: text-classification",
+                  "    dataset:", f"      name: {config.data}", f"      type: {hub_id or config.data}",
+                  f"      split: {metrics.get('split', 'test')}", "    metrics:"]
+        for key in ("accuracy", "f1"):
+            if isinstance(metrics.get(key), (int, float)):
+                front += [f"    - type: {key}", f"      value: {metrics[key]:.4f}"]
+    return "\n".join([*front, "---"])
+
+
+def _results(metrics: dict[str, Any] | None) -> str:
+    """The card's results: the run's test metrics as a table."""
+    if not (metrics and isinstance(metrics.get("accuracy"), (int, float))):
+        return "The run wrote no test metrics (`metrics.json`); evaluate it with `lstmjax evaluate` first."
+    rows = [f"| {k} | {metrics[k]:.4f} |" for k in ("accuracy", "precision", "recall", "f1", "loss")
+            if isinstance(metrics.get(k), (int, float))]
+    return (f"On the {metrics.get('split', 'test')} split ({metrics.get('support', '?')} texts), from the "
+            "run's `metrics.json`:\n\n| metric | value |\n|---|---|\n" + "\n".join(rows))

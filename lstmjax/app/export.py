@@ -192,6 +192,14 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, format: str = 
       ValueError: an unknown ``format``, or ``out`` is a file or a folder that is not empty.
       ImportError: ``format="onnx"`` without jax2onnx.
       CheckpointError: ``run`` is not a run directory, or its checkpoint does not restore.
+
+    Example:
+      >>> import tempfile
+      >>> from lstmjax import Config, train
+      >>> c = Config(epochs=1, hidden=8, embed_dim=8, max_len=16, vocab_size=500, batch_size=64)
+      >>> r = train(c, tempfile.mkdtemp() + "/run", cache_dir=tempfile.mkdtemp(), log=lambda *a: None)
+      >>> sorted(p.name for p in export_run(r.directory, tempfile.mkdtemp() + "/out").iterdir())
+      ['README.md', 'config.json', 'export.json', 'labels.txt', 'model.jaxexport', 'tokenizer.json', 'vocab.json']
     """
     from lstmjax.app import stages
     from lstmjax.app.predictor import restore_state
