@@ -222,7 +222,8 @@ def _front_matter(config, metrics: dict[str, Any] | None, name: str, hub_id: str
     front = ["---", "library_name: lstmjax"]
     if licence_id:
         front.append(f"license: {licence_id}")
-    front += ["tags:", "- text-classification", f"- {config.cell}", "- jax", "- flax", "pipeline_tag: text-classification"]
+    front += ["tags:", "- text-classification", f"- {config.cell}", "- jax", "- flax",
+              "pipeline_tag: text-classification"]
     if metrics and "accuracy" in metrics:
         front += ["model-index:", f"- name: {name}", "  results:", "  - task:", "      type: text-classification",
                   "    dataset:", f"      name: {config.data}", f"      type: {hub_id or config.data}",
