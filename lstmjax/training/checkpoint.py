@@ -118,17 +118,28 @@ def _short(error: BaseException, limit: int = 160) -> str:
 
 
 class _OrbaxReadErrors(logging.Filter):
-    """Drops asyncio's "exception was never retrieved" reports of Orbax's failed reads.
+    """Drops asyncio's reports of Orbax's failed reads ("exception was never retrieved",
+    "unhandled exception during asyncio.run() shutdown").
 
     When one array of a damaged checkpoint fails to load, Orbax raises that error and leaves its
     sibling reads' failures in futures nobody awaits; asyncio logs each one (a page of
-    TensorStore spec) when the future is collected, and TensorStore's callbacks into the closed
-    event loop raise "Event loop is closed" in a background thread. The error itself reaches the
-    caller as a :class:`CheckpointError`, so these reports only repeat it.
+    TensorStore spec) when the future is collected, or when the ``asyncio.run`` of Orbax's thread
+    cancels the tasks still pending, and TensorStore's callbacks into the closed event loop raise
+    "Event loop is closed" in a background thread. The error itself reaches the caller as a
+    :class:`CheckpointError`, so these reports only repeat it. Other reports pass unchanged.
+
+    Example:
+      >>> echo = logging.LogRecord("asyncio", logging.ERROR, "", 0, "unhandled exception during asyncio.run() "
+      ...                          "shutdown\\ntask: <Task coro=<_deserialize() defined at /x/orbax/y.py:1>>", None, None)
+      >>> other = logging.LogRecord("asyncio", logging.ERROR, "", 0, "Task exception was never retrieved", None, None)
+      >>> _OrbaxReadErrors().filter(echo), _OrbaxReadErrors().filter(other)
+      (False, True)
     """
 
+    ECHOES = ("exception was never retrieved", "unhandled exception during asyncio.run() shutdown")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if "exception was never retrieved" not in str(record.msg):
+        if not any(echo in str(record.msg) for echo in self.ECHOES):
             return True
         text = f"{record.exc_info[1] if record.exc_info else ''} {record.getMessage()}"
         return "tensorstore" not in text and "orbax" not in text
