@@ -333,7 +333,7 @@ def test_tutorial_page(page, language, browser, server):
     assert errors == 0, f"{errors} error outputs on the page"
     images = sum(
         1 for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
-        if "image/png" in out.get("data", {})
+        if {"image/png", "image/svg+xml"} & set(out.get("data", {}))  # plots, and course.figure's pictures
     )
     shown_images = browser.execute_script("return document.querySelectorAll('article .cell_output img').length;")
     assert shown_images == images, f"{shown_images} output images on the page, {images} in the notebook"
