@@ -6,11 +6,12 @@ Subcommands:
   evaluate it, write a run directory (:mod:`lstmjax.app.run`).
 * ``lstmjax evaluate DIR``: evaluate a run on its test split (or another dataset / split).
 * ``lstmjax predict DIR "text" ...``: label probabilities per text (or per line of stdin); DIR is a
-  run directory or a folder written by ``lstmjax export``.
+  run directory or a folder written by ``lstmjax export`` (any format).
 * ``lstmjax explain DIR "text" ...``: the prediction and each token's attribution (integrated
   gradients), coloured on a terminal (:mod:`lstmjax.explain`).
 * ``lstmjax export DIR --out FOLDER``: the run's model as a ``jax.export`` file that runs without
-  lstmjax's model code, beside its vocabulary and tokenizer (:mod:`lstmjax.app.export`).
+  lstmjax's model code (or an ONNX graph, ``--format onnx``), beside its vocabulary and tokenizer
+  (:mod:`lstmjax.app.export`); ``--format hub``: a Hugging Face–style bundle (:mod:`lstmjax.app.bundle`).
 * ``lstmjax demo``: build the document's classifier (Embedding → LSTM → Dense), show its
   parameters, run it on a batch of variable-length sequences, check the layer against a plain
   Python loop of the pure cell, and time the forward pass.

@@ -33,6 +33,7 @@ by default), checked with onnxruntime on the CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -220,9 +221,7 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, format: str = 
     if format == "onnx":
         from importlib.metadata import version
 
-        def one(params, token_ids, lengths):
-            return jax.nn.softmax(state.apply_fn({"params": params}, token_ids, lengths))
-
+        one = stages.proba_fn(dataclasses.replace(files.config, ensemble=1), state.apply_fn)  # one member's softmax
         model_bytes = export_onnx(one, state.params, ensemble=files.config.ensemble).SerializeToString()
         details = {"runtime": "onnx", "converter": f"jax2onnx {version('jax2onnx')}"}
         readme = _ONNX_README.format(converter_version=version("jax2onnx"), inputs=_INPUTS.format(**info), **info)
