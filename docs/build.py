@@ -6,6 +6,9 @@
     python docs/build.py --partial       # tutorials not executed yet shown without outputs (a quick look)
     python docs/build.py --execute       # execute every tutorial at full size first, render those
     python docs/build.py --execute --fast  # execute in fast mode without running the tests
+    python docs/build.py --execute --record  # full size, and record run times and outputs
+                                             # (tutorials/full_run.json: the site's times, the checks)
+    python docs/build.py --execute --record --only 07  # one tutorial, then stop
 
 Each language is a site of its own, ``docs/_build/html/en/`` (the source) and
 ``docs/_build/html/zh_CN/`` (translated from ``docs/locales``; ``python docs/i18n.py --help``),
@@ -34,13 +37,16 @@ sys.path.insert(0, str(DOCS / "_ext"))
 
 import lstmjax_catalogs  # noqa: E402
 import lstmjax_docs  # noqa: E402
+import lstmjax_fullrun  # noqa: E402
 
 
-def execute(out_dir: pathlib.Path, fast: bool, timeout: int, force: bool = False) -> None:
+def execute(out_dir: pathlib.Path, fast: bool, timeout: int, force: bool = False,
+            only: list[str] | None = None) -> dict[pathlib.Path, dict]:
     """Execute the tutorials and solutions into ``out_dir`` (as tests/test_tutorials.py saves them).
 
     A notebook already there, executed from the same cells in the same mode without errors, is
-    kept unless ``force``.
+    kept unless ``force``. ``only``: the notebooks whose name starts with one of these (``07``,
+    ``solutions/07``). Returns what was executed: source → the load average before and after.
     """
     import jupytext
     import nbclient
@@ -52,8 +58,12 @@ def execute(out_dir: pathlib.Path, fast: bool, timeout: int, force: bool = False
     os.environ.update(env)
     try:
         tutorials, solutions = lstmjax_docs.tutorial_sources()
+        executed = {}
         for source in tutorials + solutions:
-            target = out_dir / source.relative_to(lstmjax_docs.TUTORIALS).with_suffix(".ipynb")
+            rel = source.relative_to(lstmjax_docs.TUTORIALS)
+            if only and not any(rel.as_posix().startswith(prefix) for prefix in only):
+                continue
+            target = out_dir / rel.with_suffix(".ipynb")
             if not force and lstmjax_docs.notebook_problem(source, target, fast=fast) is None:
                 print(f"up to date: {target.relative_to(REPO)}", flush=True)
                 continue
@@ -64,6 +74,7 @@ def execute(out_dir: pathlib.Path, fast: bool, timeout: int, force: bool = False
             )
             notebook.metadata["lstmjax"] = {"fast": fast, "source": source.relative_to(REPO).as_posix()}
             target.parent.mkdir(parents=True, exist_ok=True)
+            load = os.getloadavg()[0]
             try:
                 client.execute()
             except nbclient.exceptions.CellExecutionError as error:
@@ -71,12 +82,35 @@ def execute(out_dir: pathlib.Path, fast: bool, timeout: int, force: bool = False
                 raise SystemExit(f"{source.relative_to(REPO)} failed (saved to {target}):\n{error}") from None
             nbformat.write(notebook, target)
             print(f"executed {source.relative_to(REPO)} in {time.perf_counter() - start:.0f} s", flush=True)
+            executed[source] = {"load": [round(load, 1), round(os.getloadavg()[0], 1)]}
+        return executed
     finally:
         for key, value in old.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def record(out_dir: pathlib.Path, executed: dict[pathlib.Path, dict]) -> None:
+    """Write the full-size run of the tutorials just executed (and of those the record lacks) to
+    ``tutorials/full_run.json`` (:mod:`lstmjax_fullrun`)."""
+    import nbformat
+
+    known = (lstmjax_fullrun.read() or {}).get("tutorials", {})
+    meta = lstmjax_fullrun.machine()
+    entries = {}
+    for source in lstmjax_docs.tutorial_sources()[0]:
+        if source not in executed and source.stem in known:
+            continue
+        path = out_dir / source.relative_to(lstmjax_docs.TUTORIALS).with_suffix(".ipynb")
+        if lstmjax_docs.notebook_problem(source, path, fast=False) is None:
+            entries[source.stem] = {**lstmjax_fullrun.entry(source, nbformat.read(path, as_version=4)),
+                                    **executed.get(source, {})}
+    lstmjax_fullrun.write(entries, meta)
+    for stem, item in entries.items():
+        print(f"recorded {stem}: {lstmjax_fullrun.duration(item['seconds'])} "
+              f"(core {lstmjax_fullrun.duration(item['core_seconds'])})", flush=True)
 
 
 ROOT_PAGE = """<!DOCTYPE html>
@@ -103,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="with --execute: execute in fast mode (LSTMJAX_FAST=1)")
     parser.add_argument("--force", action="store_true", help="with --execute: also re-execute up-to-date notebooks")
     parser.add_argument("--timeout", type=int, default=1800, help="with --execute: seconds per cell")
+    parser.add_argument("--record", action="store_true",
+                        help="with --execute (full size): write the tutorials' run times and outputs to "
+                             "tutorials/full_run.json, which the site and tests/test_full_run.py read")
+    parser.add_argument("--only", action="append", metavar="PREFIX",
+                        help="with --execute: only the notebooks whose name starts with PREFIX "
+                             "(07, solutions/07; repeatable); then stop after executing")
     parser.add_argument("--test", action="store_true", help="then check the site in headless Chromium")
     parser.add_argument("--clean", action="store_true", help="rebuild every page, not only the changed ones")
     parser.add_argument("--partial", action="store_true",
@@ -113,9 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.partial and args.test:
         parser.error("--partial renders some tutorials without outputs, which the browser test refuses")
 
+    if args.record and (args.fast or not args.execute):
+        parser.error("--record needs --execute at full size (without --fast)")
+    if args.only and not args.execute:
+        parser.error("--only needs --execute")
     if args.execute:
         out = DOCS / "_build" / ("executed-fast" if args.fast else "executed-full")
-        execute(out, fast=args.fast, timeout=args.timeout, force=args.force)
+        executed = execute(out, fast=args.fast, timeout=args.timeout, force=args.force, only=args.only)
+        if args.record:
+            record(out, executed)
+        if args.only:
+            return 0
         os.environ["LSTMJAX_EXECUTED_DIR"] = str(out)
     problems = [] if args.partial else lstmjax_docs.staging_problems()
     if problems:

@@ -36,6 +36,7 @@ import re
 import shutil
 
 import lstmjax_catalogs
+import lstmjax_fullrun
 import lstmjax_translate
 from lstmjax_links import DOCS, REPO, STAGE, TUTORIALS, rewrite_links
 from docutils import nodes
@@ -166,6 +167,9 @@ def _banner_markdown(notebook: str, fast: bool | None, solutions: str | None, la
             "**Outputs from a full run.** The outputs on this page were computed at the full "
             "sizes given in the header above (`python docs/build.py --execute`)."
         )
+    measured = _run_time(notebook, tr)
+    if measured:
+        how = f"{measured}\n\n{how}"
     down = f"/{downloads_dir(language).relative_to(DOCS).as_posix()}/{notebook}"
     notebook_label, source_label, solutions_label = (
         tr("Download this notebook (.ipynb)"), tr("MyST source (.md)"), tr("worked solutions:"))
@@ -173,6 +177,20 @@ def _banner_markdown(notebook: str, fast: bool | None, solutions: str | None, la
     if solutions:
         links += f" · {solutions_label} {{doc}}`/{solutions}`"
     return f"{how}\n\n{links}"
+
+
+def _run_time(notebook: str, tr) -> str | None:
+    """The tutorial's measured full-size run time (``tutorials/full_run.json``), in the banner's words."""
+    item = (lstmjax_fullrun.read() or {}).get("tutorials", {}).get(notebook)
+    if item is None:
+        return None
+    text = tr("**Full-size run:** {total} on {cpus} CPU cores ({date}, `{command}`).").format(
+        total=lstmjax_fullrun.duration(item["seconds"]), cpus=item["cpus"], date=item["date"],
+        command=lstmjax_fullrun.RECORD_COMMAND)
+    if item.get("has_extensions"):
+        text += " " + tr("The core, without the sections marked *(extension)*: {core}.").format(
+            core=lstmjax_fullrun.duration(item["core_seconds"]))
+    return text
 
 
 FAST = {"true": True, "false": False, "none": None}
@@ -196,6 +214,31 @@ class Banner(SphinxDirective):
         note = nodes.note(classes=[lstmjax_catalogs.NO_TRANSLATE])
         self.state.nested_parse(StringList(text.splitlines(), source=self.env.docname), self.content_offset, note)
         return [note]
+
+
+class RunTimes(SphinxDirective):
+    """``lstmjax-run-times``: a table of every tutorial's measured full-size run time, its core's (the
+    sections not marked *(extension)*) and its extension sections, from ``tutorials/full_run.json``."""
+
+    def run(self) -> list[nodes.Node]:
+        tr = lstmjax_catalogs.site_translator(self.config.language)
+        record = lstmjax_fullrun.read()
+        if record is None:
+            raise ExtensionError(f"{lstmjax_fullrun.RECORD} is missing: run `{lstmjax_fullrun.RECORD_COMMAND}`")
+        rows = [f"| {tr('tutorial')} | {tr('full-size run')} | {tr('core')} | {tr('extension sections')} |",
+                "|---|---|---|---|"]
+        for stem, item in record["tutorials"].items():
+            extensions = ", ".join("§" + h.split(".")[0] for h, _ in item["sections"] if h.endswith("(extension)"))
+            rows.append(f"| {stem[:2]} | {lstmjax_fullrun.duration(item['seconds'])} | "
+                        f"{lstmjax_fullrun.duration(item['core_seconds'])} | {extensions or '–'} |")
+        first = next(iter(record["tutorials"].values()))
+        caption = tr("Measured on {cpus} CPU cores ({cpu}), {date}, with `{command}`.").format(
+            cpus=first["cpus"], cpu=first["cpu"], date=first["date"], command=lstmjax_fullrun.RECORD_COMMAND)
+        container = nodes.container(classes=["lstmjax-run-times", lstmjax_catalogs.NO_TRANSLATE])
+        self.state.nested_parse(StringList([*rows, "", caption], source=self.env.docname), self.content_offset,
+                                container)
+        self.env.note_dependency(str(lstmjax_fullrun.RECORD))
+        return [container]
 
 
 def downloads_dir(language: str) -> pathlib.Path:
@@ -554,6 +597,7 @@ def rewrite_page_links(app, docname: str, source: list[str]) -> None:
 def setup(app):
     app.add_config_value("lstmjax_notebooks", "executed", "env", types=[str])  # or "source": see stage_notebooks
     app.add_directive(BANNER_DIRECTIVE, Banner)
+    app.add_directive("lstmjax-run-times", RunTimes)
     app.connect("source-read", rewrite_page_links)
     app.connect("config-inited", vendor_mathjax)
     app.connect("config-inited", write_api_pages)
