@@ -10,11 +10,12 @@ import tempfile
 import numpy as np
 
 from lstmjax.course._check import Wrong, check_share, exercise, returned
+from lstmjax.course._i18n import tr
 
 
 def _none(got) -> None:
     if got is None:
-        raise Wrong("your function returned None (is its body still `...`?).")
+        raise Wrong(tr("your function returned None (is its body still `...`?)."))
 
 
 @exercise("03.1", "Token coverage of a vocabulary")
@@ -33,9 +34,10 @@ def _coverage(fn):
         got = fn(v, lists)
         _none(got)
         types = {t for toks in lists for t in toks}
-        check_share(got, v.coverage(lists), where=f"on {lists}", likely_mistake=sum(t in v for t in types) / len(types),
-                    hint=" That is the share of *distinct* tokens (types); coverage counts every occurrence.")
-    return "coverage = known tokens / all tokens, as Vocab.coverage."
+        check_share(got, v.coverage(lists), where=tr("on {lists}", lists=lists),
+                    likely_mistake=sum(t in v for t in types) / len(types),
+                    hint=tr(" That is the share of *distinct* tokens (types); coverage counts every occurrence."))
+    return tr("coverage = known tokens / all tokens, as Vocab.coverage.")
 
 
 def _merge(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
@@ -98,16 +100,17 @@ def _bpe(learn_bpe):
         first = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
         unweighted = learn_bpe_reference({w: 1 for w in word_counts}, n)
         if got == unweighted and got != want:
-            hint = " Those are the merges of the word *types*: weight each pair by its word's count."
+            hint = tr(" Those are the merges of the word *types*: weight each pair by its word's count.")
         elif len(got) != len(want):
-            hint = f" Expected {len(want)} merges (stop early only when no pair is left)."
+            hint = tr(" Expected {n} merges (stop early only when no pair is left).", n=len(want))
         else:
-            hint = (" Ties go to the smallest pair (min over (-count, pair)); a word is its characters plus '</w>';"
-                    " merge left to right without overlap ('a a a' → 'aa a').")
-        raise Wrong(f"learn_bpe({word_counts if len(word_counts) < 6 else '...'}, {n}): merge {first + 1} is "
-                    f"{got[first] if first < len(got) else None}, expected {want[first] if first < len(want) else None}."
-                    + hint)
-    return "the merges equal the reference on Sennrich et al.'s example, ties, overlaps and random words."
+            hint = tr(" Ties go to the smallest pair (min over (-count, pair)); a word is its characters plus "
+                      "'</w>'; merge left to right without overlap ('a a a' → 'aa a').")
+        call = f"learn_bpe({word_counts if len(word_counts) < 6 else '...'}, {n})"
+        raise Wrong(tr("{call}: merge {k} is {got}, expected {want}.{hint}", call=call, k=first + 1,
+                       got=got[first] if first < len(got) else None, want=want[first] if first < len(want) else None,
+                       hint=hint))
+    return tr("the merges equal the reference on Sennrich et al.'s example, ties, overlaps and random words.")
 
 
 def window_batches_reference(lengths, batch_size: int, window: int, seed: int) -> list[np.ndarray]:
@@ -149,26 +152,31 @@ def _window_batches(window_batches):
         where = f"window_batches(lengths, {batch_size}, {window}, seed={seed})"
         flat = np.concatenate(got) if got else np.array([], int)
         if sorted(flat.tolist()) != list(range(len(lengths))):
-            raise Wrong(f"{where}: every index must appear in exactly one batch.")
+            raise Wrong(tr("{where}: every index must appear in exactly one batch.", where=where))
         if _same_groups(got, want):
             continue
         if np.array_equal(flat, np.argsort(lengths, kind="stable")):
-            raise Wrong(f"{where}: you sort the whole data set; sort only within each window of "
-                        f"{window} × {batch_size} shuffled examples, so that batches still differ from epoch to epoch.")
+            raise Wrong(tr("{where}: you sort the whole data set; sort only within each window of {window} × "
+                           "{batch_size} shuffled examples, so that batches still differ from epoch to epoch.",
+                           where=where, window=window, batch_size=batch_size))
         unshuffled = _windows(lengths, np.arange(len(lengths)), batch_size, window, "stable")
         if _same_groups(got, unshuffled):
-            raise Wrong(f"{where}: the windows are cut from the data in its stored order; shuffle first "
-                        "(np.random.default_rng(seed).permutation(n)), then cut windows of window × batch_size.")
+            raise Wrong(tr("{where}: the windows are cut from the data in its stored order; shuffle first "
+                           "(np.random.default_rng(seed).permutation(n)), then cut windows of window × batch_size.",
+                           where=where))
         order = np.random.default_rng(seed).permutation(len(lengths))
         if _same_groups(got, _windows(lengths, order, batch_size, window, "quicksort")):
-            raise Wrong(f"{where}: reviews of equal length come out in another order: use a stable sort "
-                        "(np.argsort(..., kind='stable')), which keeps the shuffled order among equal lengths.")
-        raise Wrong(f"{where}: the batches differ from the expected ones. Shuffle with "
-                    "np.random.default_rng(seed).permutation(n), cut windows of window × batch_size, sort each "
-                    "with a stable sort, then cut batches of batch_size (the window's last may be short).")
-    groups = {w: window_batches_reference(lengths, 32, w, 0) for w in (1, 4, 16, 64)}
-    return ("the batches are right. Padding per real token on these lengths: "
-            + ", ".join(f"window {w}: {_padding_waste(lengths, g):.2f}" for w, g in groups.items()) + ".")
+            raise Wrong(tr("{where}: reviews of equal length come out in another order: use a stable sort "
+                           "(np.argsort(..., kind='stable')), which keeps the shuffled order among equal lengths.",
+                           where=where))
+        raise Wrong(tr("{where}: the batches differ from the expected ones. Shuffle with "
+                       "np.random.default_rng(seed).permutation(n), cut windows of window × batch_size, sort each "
+                       "with a stable sort, then cut batches of batch_size (the window's last may be short).",
+                       where=where))
+    waste = {w: _padding_waste(lengths, window_batches_reference(lengths, 32, w, 0)) for w in (1, 4, 16, 64)}
+    return tr("the batches are right. Padding per real token on these lengths: window 1: {w1:.2f}, window 4: "
+              "{w4:.2f}, window 16: {w16:.2f}, window 64: {w64:.2f}.", w1=waste[1], w4=waste[4], w16=waste[16],
+              w64=waste[64])
 
 
 @exercise("03.4", "Which tokens does the model see after truncation?")
@@ -184,10 +192,11 @@ def _visible(fn):
             got = fn(list(seq), 16, truncating)
             _none(got)
             if list(got) != want:
-                raise Wrong(f"visible({seq}, 16, {truncating!r}) = {list(got)}, expected {want}: "
-                            "'post' drops tokens from the end (keeps the opening), 'pre' from the start "
-                            "(keeps the conclusion).")
-    return "'post' keeps the first 16 tokens, 'pre' the last 16, as lstmjax.pad_sequences."
+                call = f"visible({seq}, 16, {truncating!r})"
+                raise Wrong(tr("{call} = {got}, expected {want}: 'post' drops tokens from the end (keeps the "
+                               "opening), 'pre' from the start (keeps the conclusion).", call=call, got=list(got),
+                               want=want))
+    return tr("'post' keeps the first 16 tokens, 'pre' the last 16, as lstmjax.pad_sequences.")
 
 
 @exercise("03.5", "Re-encode a GBK file as UTF-8")
@@ -210,14 +219,14 @@ def _to_utf8(fn):
     before = (folder / "train.csv").read_bytes()
     fn(str(folder / "train.csv"))  # rewrites the file in place
     if (folder / "train.csv").read_bytes() == before:
-        raise Wrong("the file is unchanged after your function (is its body still `...`?): read its bytes, "
-                    "decode them as GB18030 and write the text back as UTF-8.")
+        raise Wrong(tr("the file is unchanged after your function (is its body still `...`?): read its bytes, "
+                       "decode them as GB18030 and write the text back as UTF-8."))
     try:
         data = load_dataset(str(folder), splits=["train"], cache_dir=str(folder / "cache2"))
     except DataError as error:
-        raise Wrong(f"after your function the file still does not load: {error}") from None
+        raise Wrong(tr("after your function the file still does not load: {error}", error=error)) from None
     got = list(data["train"]["text"][:])
     if got != [t for t, _ in rows]:
-        raise Wrong(f"the file loads but the texts are {got}, expected {[t for t, _ in rows]} "
-                    "(decode as 'gbk' or 'gb18030', not 'latin-1').")
-    return "the file loads after re-encoding and the Chinese texts are intact."
+        raise Wrong(tr("the file loads but the texts are {got}, expected {want} (decode as 'gbk' or 'gb18030', "
+                       "not 'latin-1').", got=got, want=[t for t, _ in rows]))
+    return tr("the file loads after re-encoding and the Chinese texts are intact.")

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmjax.course._check import Wrong, check_share, exercise
+from lstmjax.course._i18n import tr
 
 
 @exercise("05.1", "A length-aware (masked) Keras model")
@@ -20,7 +21,7 @@ def _masked_keras(build):
     try:
         import keras
     except ImportError:  # pragma: no cover - the tutorial's extra installs it
-        raise Wrong("this exercise needs Keras 3: pip install 'lstmjax[test]'") from None
+        raise Wrong(tr("this exercise needs Keras 3: pip install 'lstmjax[test]'")) from None
     from lstmjax.data.batching import pad_sequences
     from lstmjax.nn.classifier import TextClassifier
     from lstmjax.nn.interop import to_keras
@@ -33,13 +34,13 @@ def _masked_keras(build):
     params = model.init(jax.random.key(0), jnp.asarray(ids), jnp.asarray(lengths))["params"]
     k = build(V, E, H, C, T)
     if k is None:
-        raise Wrong("your function returned None (is its body still `...`?).")
+        raise Wrong(tr("your function returned None (is its body still `...`?)."))
     layers = [layer for layer in k.layers if not isinstance(layer, keras.layers.InputLayer)]
     if len(layers) != 3:
-        raise Wrong(f"expected Embedding → LSTM → Dense, got {[type(la).__name__ for la in layers]}.")
+        raise Wrong(tr("expected Embedding → LSTM → Dense, got {layers}.", layers=[type(la).__name__ for la in layers]))
     emb, lstm, dense = layers
     if not getattr(emb, "mask_zero", False):
-        raise Wrong("the Embedding must set mask_zero=True, or Keras runs the LSTM over the padding too.")
+        raise Wrong(tr("the Embedding must set mask_zero=True, or Keras runs the LSTM over the padding too."))
     emb.set_weights([np.asarray(params["embedding"]["embedding"])])
     to_keras({"params": params["recurrent"]}, lstm)
     dense.set_weights([np.asarray(params["dense"]["kernel"]), np.asarray(params["dense"]["bias"])])
@@ -47,11 +48,12 @@ def _masked_keras(build):
                                   method=model.predict_proba))
     theirs = np.asarray(k.predict(ids, verbose=0))
     if theirs.shape != ours.shape:
-        raise Wrong(f"the model outputs shape {theirs.shape}, expected {ours.shape} (softmax over classes).")
+        raise Wrong(tr("the model outputs shape {got}, expected {want} (softmax over classes).", got=theirs.shape,
+                       want=ours.shape))
     if not np.allclose(theirs, ours, atol=1e-4):
-        raise Wrong(f"probabilities differ from lstmjax's (with lengths) by up to {np.abs(theirs - ours).max():.2e}: "
-                    "Dense(num_classes, activation='softmax') after LSTM(units)?")
-    return "masked Keras == lstmjax with lengths on right-padded reviews."
+        raise Wrong(tr("probabilities differ from lstmjax's (with lengths) by up to {error:.2e}: "
+                       "Dense(num_classes, activation='softmax') after LSTM(units)?", error=np.abs(theirs - ours).max()))
+    return tr("masked Keras == lstmjax with lengths on right-padded reviews.")
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,13 +77,13 @@ def _unknown_share(fn):
     for split in ("test", "validation", "train"):
         got = fn(prepared, split)
         if got is None:
-            raise Wrong("your function returned None (is its body still `...`?).")
+            raise Wrong(tr("your function returned None (is its body still `...`?)."))
         want = 1 - prepared.vocab.coverage([english(t) for t in prepared[split]["text"][:]])
         rows = [np.asarray(r) for r in prepared[split]["token_ids"][:]]
-        check_share(got, want, where=f"on the {split} split", digits=5,
+        check_share(got, want, where=tr("on the {split} split", split=split), digits=5,
                     likely_mistake=float(np.mean([np.mean(r == UNK_ID) for r in rows if len(r)])),
-                    hint=" That is the mean of per-review shares: count tokens over the whole split instead.")
-    return "unknown share = 1 − coverage; 0 on the training split, whose tokens built the vocabulary."
+                    hint=tr(" That is the mean of per-review shares: count tokens over the whole split instead."))
+    return tr("unknown share = 1 − coverage; 0 on the training split, whose tokens built the vocabulary.")
 
 
 @exercise("05.3", "Early stopping on the document's recipe")
@@ -89,36 +91,38 @@ def _early_stopped(answer, *, validation_data=None, max_length=None):
     from lstmjax.training.loop import evaluate
 
     if not (isinstance(answer, tuple) and len(answer) == 2):
-        raise Wrong("pass the pair (state, history) that lstmjax.fit returned: state_es, early_history = fit(...).")
+        raise Wrong(tr("pass the pair (state, history) that lstmjax.fit returned: state_es, early_history = fit(...)."))
     state, history = answer
     if state is None and history is None:
-        raise Wrong("no answer yet: the cell still holds its placeholders (None, None).")
+        raise Wrong(tr("no answer yet: the cell still holds its placeholders (None, None)."))
     if not isinstance(history, dict) or "loss" not in history:
-        raise Wrong("the second element should be the history dict that lstmjax.fit returned.")
+        raise Wrong(tr("the second element should be the history dict that lstmjax.fit returned."))
     if "val_loss" not in history:
-        raise Wrong("the history has no validation scores: pass validation_data=... to fit.")
+        raise Wrong(tr("the history has no validation scores: pass validation_data=... to fit."))
     if history.get("best_epoch") is None:
-        raise Wrong("no best epoch recorded: train with callbacks=[EarlyStopping(2, monitor='loss')].")
+        raise Wrong(tr("no best epoch recorded: train with callbacks=[EarlyStopping(2, monitor='loss')]."))
     val_loss = list(history["val_loss"])
     best = history["best_epoch"]
     if best != int(np.argmin(val_loss)) + 1:
-        raise Wrong(f"the best epoch is {best}, but the lowest validation loss is at epoch "
-                    f"{int(np.argmin(val_loss)) + 1}: monitor='loss' (the default watches accuracy).")
+        raise Wrong(tr("the best epoch is {best}, but the lowest validation loss is at epoch {lowest}: "
+                       "monitor='loss' (the default watches accuracy).", best=best, lowest=int(np.argmin(val_loss)) + 1))
     run = len(history["loss"])
     if run - best > 2:
-        raise Wrong(f"training ran {run - best} epochs past the best one; patience=2 stops after 2.")
+        raise Wrong(tr("training ran {extra} epochs past the best one; patience=2 stops after 2.", extra=run - best))
     if run - best < 2 and history.get("stopped_early"):
-        raise Wrong("stopped earlier than patience=2 allows: was patience set to 1?")
+        raise Wrong(tr("stopped earlier than patience=2 allows: was patience set to 1?"))
     if validation_data is None:
-        raise Wrong("pass the validation split the model was trained with: course.check('05.3', (state_es, "
-                    "early_history), validation_data=prepared['validation'], max_length=max_sequence_length).")
+        raise Wrong(tr("pass the validation split the model was trained with: course.check('05.3', (state_es, "
+                       "early_history), validation_data=prepared['validation'], max_length=max_sequence_length)."))
     if not hasattr(state, "params") or not hasattr(state, "apply_fn"):
-        raise Wrong(f"the first element should be the TrainState that fit returned, got {type(state).__name__}.")
+        raise Wrong(tr("the first element should be the TrainState that fit returned, got {kind}.",
+                       kind=type(state).__name__))
     measured = float(evaluate(state, validation_data, max_length=max_length)["loss"])
     if not math.isclose(measured, val_loss[best - 1], rel_tol=1e-4, abs_tol=1e-5):
-        raise Wrong(f"the state's validation loss is {measured:.4f}, but the history says {val_loss[best - 1]:.4f} "
-                    f"at the best epoch {best}: pass the state and history of the same fit (which restores the "
-                    "best epoch's parameters), and the validation split and max_length it used.")
-    where = "then stopped early" if history.get("stopped_early") else "the last epoch was the best"
-    return (f"best validation loss {min(val_loss):.4f} at epoch {best} of {run} ({where}); the state is that "
-            "epoch's model (its validation loss is the recorded one).")
+        raise Wrong(tr("the state's validation loss is {measured:.4f}, but the history says {recorded:.4f} at the "
+                       "best epoch {best}: pass the state and history of the same fit (which restores the best "
+                       "epoch's parameters), and the validation split and max_length it used.", measured=measured,
+                       recorded=val_loss[best - 1], best=best))
+    where = tr("then stopped early") if history.get("stopped_early") else tr("the last epoch was the best")
+    return tr("best validation loss {loss:.4f} at epoch {best} of {run} ({where}); the state is that epoch's model "
+              "(its validation loss is the recorded one).", loss=min(val_loss), best=best, run=run, where=where)

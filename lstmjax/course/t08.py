@@ -13,6 +13,7 @@ from lstmjax.course._check import (
     returned,
     watching,
 )
+from lstmjax.course._i18n import tr
 
 
 def _params(key: int = 0, vocab: int = 40, dim: int = 6):
@@ -38,25 +39,28 @@ def _per_layer(answer):
         params = _params(key)
         with watching(magnitude_masks) as seen:
             got = returned(answer(params, s), "my_per_layer_masks")
-        refuse_library_calls(seen, "the masks")
+        refuse_library_calls(seen, tr("the masks"))
         want = magnitude_masks(params, s, scope="per_layer")
         if jax.tree.structure(jax.tree.map(np.asarray, got)) != jax.tree.structure(want):
-            raise Wrong("the masks must be a pytree with the same structure as params (dicts of arrays).")
+            raise Wrong(tr("the masks must be a pytree with the same structure as params (dicts of arrays)."))
         for (path, g), w in zip(jax.tree_util.tree_flatten_with_path(got)[0], jax.tree.leaves(want)):
             g = np.asarray(g)
             if g.shape != w.shape:
-                raise Wrong(f"{_name(path)}: mask shape {g.shape}, expected {w.shape}.")
+                raise Wrong(tr("{name}: mask shape {got}, expected {want}.", name=_name(path), got=g.shape,
+                               want=w.shape))
             if g.dtype != np.bool_:
-                raise Wrong(f"{_name(path)}: masks are <bool> (True = keep); got {g.dtype}.")
+                raise Wrong(tr("{name}: masks are <bool> (True = keep); got {dtype}.", name=_name(path), dtype=g.dtype))
             if not np.array_equal(g, np.asarray(w)):
                 pruned, expected = int((~g).sum()), int((~np.asarray(w)).sum())
                 if w.ndim < 2:
-                    raise Wrong(f"{_name(path)} is a bias: keep all of it (its mask is all True).")
-                raise Wrong(f"{_name(path)} at s={s}: you prune {pruned} of {g.size}, the library {expected} "
-                            "(round(s * size) smallest |w| of this matrix alone)"
+                    raise Wrong(tr("{name} is a bias: keep all of it (its mask is all True).", name=_name(path)))
+                raise Wrong(tr("{name} at s={s}: you prune {pruned} of {size}, the library {expected} "
+                               "(round(s * size) smallest |w| of this matrix alone)", name=_name(path), s=s,
+                               pruned=pruned, size=g.size, expected=expected)
                             if pruned != expected else
-                            f"{_name(path)} at s={s}: the right count, but not the smallest |w| of this matrix.")
-    return "equals magnitude_masks(..., scope='per_layer') at 0, 50, 75 and 90 %."
+                            tr("{name} at s={s}: the right count, but not the smallest |w| of this matrix.",
+                               name=_name(path), s=s))
+    return tr("equals magnitude_masks(..., scope='per_layer') at 0, 50, 75 and 90 %.")
 
 
 def _has_integer_dot(jaxpr) -> bool:
@@ -82,9 +86,9 @@ def _int8_dense(answer):
     qt = quantize_int8({"kernel": w})["kernel"]
     got = np.asarray(returned(answer(x, qt.q, qt.scale), "int8_dense"))
     if got.shape != (5, 7):
-        raise Wrong(f"the output must be <float32>[batch, out] = (5, 7); got shape {got.shape}.")
+        raise Wrong(tr("the output must be <float32>[batch, out] = (5, 7); got shape {shape}.", shape=got.shape))
     if got.dtype != np.float32:
-        raise Wrong(f"the output must be float32 (rescale the int32 product); got {got.dtype}.")
+        raise Wrong(tr("the output must be float32 (rescale the int32 product); got {dtype}.", dtype=got.dtype))
     deq = np.asarray(qt.q, np.float32) * np.asarray(qt.scale)
     exact = np.asarray(x) @ deq
     # Each row of x is quantised with step s_x = max|x_row| / 127, so |x - x_hat| <= s_x / 2 elementwise:
@@ -92,13 +96,15 @@ def _int8_dense(answer):
     err = np.abs(got - exact)
     if np.any(err > bound * 1.001 + 1e-5):
         i, j = np.unravel_index(np.argmax(err - bound), err.shape)
-        raise Wrong(f"too far from x @ (q * scale): error {err[i, j]:.4f} at ({i}, {j}) exceeds the per-row "
-                    f"quantisation bound {bound[i, j]:.4f}. Is each row of x quantised with its own scale "
-                    "max|x_row| / 127, and is the result multiplied by both scales?")
+        raise Wrong(tr("too far from x @ (q * scale): error {error:.4f} at ({i}, {j}) exceeds the per-row "
+                       "quantisation bound {bound:.4f}. Is each row of x quantised with its own scale "
+                       "max|x_row| / 127, and is the result multiplied by both scales?", error=err[i, j], i=i, j=j,
+                       bound=bound[i, j]))
     if not _has_integer_dot(jax.make_jaxpr(answer)(x, qt.q, qt.scale).jaxpr):
-        raise Wrong("close enough, but no integer matrix product found in the jaxpr: multiply the int8 arrays with "
-                    "jax.lax.dot(xq, q, preferred_element_type=jnp.int32), not floats.")
-    return "matches x @ (q * scale) within the activation-quantisation bound, with an int8 × int8 → int32 product."
+        raise Wrong(tr("close enough, but no integer matrix product found in the jaxpr: multiply the int8 arrays "
+                       "with jax.lax.dot(xq, q, preferred_element_type=jnp.int32), not floats."))
+    return tr("matches x @ (q * scale) within the activation-quantisation bound, with an int8 × int8 → int32 "
+              "product.")
 
 
 @exercise("08.3", "Write csr_nbytes(w)")
@@ -114,7 +120,8 @@ def _csr(answer):
         got = returned(answer(w), "csr_nbytes")
         if int(got) != want:
             nnz = int(np.count_nonzero(w))
-            raise Wrong(f"a {shape} array with {nnz} non-zeros: you say {got} bytes, CSR needs {want} "
-                        f"= 4·{nnz} values + 4·{nnz} column indices + 4·({shape[0]}+1) row pointers.")
-    return ("right. CSR costs 8 bytes per kept weight (value + index) against 4 per weight dense, so it is "
-            "smaller only above 50 % sparsity; at 90 % it is about 20 % of the dense size.")
+            raise Wrong(tr("a {shape} array with {nnz} non-zeros: you say {got} bytes, CSR needs {want} "
+                           "= 4·{nnz} values + 4·{nnz} column indices + 4·({rows}+1) row pointers.", shape=shape,
+                           nnz=nnz, got=got, want=want, rows=shape[0]))
+    return tr("right. CSR costs 8 bytes per kept weight (value + index) against 4 per weight dense, so it is "
+              "smaller only above 50 % sparsity; at 90 % it is about 20 % of the dense size.")

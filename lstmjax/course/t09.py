@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmjax.course._check import Wrong, exercise
+from lstmjax.course._i18n import tr
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,13 +45,13 @@ def _f_and_x(k: int, target: int = 1):
 def _scores(answer, *args, expect_len: int, name: str) -> np.ndarray:
     got = answer(*args)
     if got is None:
-        raise Wrong(f"{name} returned None: write the function body.")
+        raise Wrong(tr("{name} returned None: write the function body.", name=name))
     got = np.asarray(got)
     if got.shape != (expect_len,):
-        raise Wrong(f"{name} returned shape {got.shape}; expected one score per token, ({expect_len},). "
-                    "Sum the products over the embedding axis.")
+        raise Wrong(tr("{name} returned shape {shape}; expected one score per token, ({n},). Sum the products over "
+                       "the embedding axis.", name=name, shape=got.shape, n=expect_len))
     if not np.all(np.isfinite(got)):
-        raise Wrong(f"{name} returned non-finite scores: {got}")
+        raise Wrong(tr("{name} returned non-finite scores: {got}", name=name, got=got))
     return got
 
 
@@ -81,21 +82,24 @@ def _occlusion(answer):
         if np.allclose(got, want, atol=1e-5, rtol=1e-4):
             continue
         if np.allclose(got, -want, atol=1e-5, rtol=1e-4):
-            raise Wrong("every score has the wrong sign: a_t = f(x) − f(x with token t replaced), so a token "
-                        "that pushed the output up gets a positive score.")
+            raise Wrong(tr("every score has the wrong sign: a_t = f(x) − f(x with token t replaced), so a token "
+                           "that pushed the output up gets a positive score."))
         cumulative = [float(f(x)) - float(f(x.at[:t + 1].set(baseline[:t + 1]))) for t in range(x.shape[0])]
         if np.allclose(got, cumulative, atol=1e-5, rtol=1e-4):
-            raise Wrong("your scores replace tokens 0..t together; replace only token t, and put the others back.")
+            raise Wrong(tr("your scores replace tokens 0..t together; replace only token t, and put the others "
+                           "back."))
         zeros = occlusion_reference(f, x, jnp.zeros_like(x))
         if which == "unk" and np.allclose(got, zeros, atol=1e-5, rtol=1e-4):
-            raise Wrong("with a non-zero baseline your scores are those of the zero baseline: replace row t by "
-                        "baseline[t], not by zeros.")
-        raise Wrong(f"example {k}, {which} baseline: got {np.round(got, 4).tolist()}, expected "
-                    f"{np.round(want, 4).tolist()} (f(x) − f(x with row t set to baseline[t]), one pass per token).")
+            raise Wrong(tr("with a non-zero baseline your scores are those of the zero baseline: replace row t by "
+                           "baseline[t], not by zeros."))
+        raise Wrong(tr("example {k}, {which} baseline: got {got}, expected {want} (f(x) − f(x with row t set to "
+                       "baseline[t]), one pass per token).", k=k, which=which, got=np.round(got, 4).tolist(),
+                       want=np.round(want, 4).tolist()))
     f, x, _ = _f_and_x(0)
     total = float(np.sum(occlusion_reference(f, x, jnp.zeros_like(x))))
-    return (f"matches a pass-per-token reference for zero and UNK baselines. Unlike integrated gradients the "
-            f"scores need not add up: here Σ a_t = {total:+.3f}, f(x) − f(0) = {float(f(x) - f(jnp.zeros_like(x))):+.3f}.")
+    return tr("matches a pass-per-token reference for zero and UNK baselines. Unlike integrated gradients the "
+              "scores need not add up: here Σ a_t = {total:+.3f}, f(x) − f(0) = {gap:+.3f}.", total=total,
+              gap=float(f(x) - f(jnp.zeros_like(x))))
 
 
 @exercise("09.2", "Integrated gradients with the midpoint rule, and completeness")
@@ -113,17 +117,17 @@ def _ig_midpoint(answer):
         if not np.allclose(got, ref, atol=1e-4, rtol=1e-3):
             left = np.asarray(integrated_gradients(model, variables, ids, target=1, steps=steps,
                                                    method="riemann_left").scores[0])
-            hint = (" Those are the left-end points: the midpoints are (k + 0.5) / steps."
+            hint = (tr(" Those are the left-end points: the midpoints are (k + 0.5) / steps.")
                     if np.allclose(got, left, atol=1e-4, rtol=1e-3) else
-                    " Average the gradients at baseline + α (x − baseline) for α = (k + 0.5) / steps, then "
-                    "multiply by (x − baseline) and sum over the embedding axis.")
-            raise Wrong(f"with {steps} steps: got {np.round(got, 4).tolist()}, expected "
-                        f"{np.round(ref, 4).tolist()}.{hint}")
+                    tr(" Average the gradients at baseline + α (x − baseline) for α = (k + 0.5) / steps, then "
+                       "multiply by (x − baseline) and sum over the embedding axis."))
+            raise Wrong(tr("with {steps} steps: got {got}, expected {want}.{hint}", steps=steps,
+                           got=np.round(got, 4).tolist(), want=np.round(ref, 4).tolist(), hint=hint))
         errors.append(abs(float(got.sum()) - float(f(x) - f(baseline))))
     if not errors[1] < 1e-3 * (1 + abs(float(f(x) - f(baseline)))):
-        raise Wrong(f"completeness fails at 64 steps: |Σ scores − (f(x) − f(x'))| = {errors[1]:.2e}")
-    return (f"matches lstmjax (riemann_middle); completeness error {errors[0]:.1e} at 8 steps, "
-            f"{errors[1]:.1e} at 64.")
+        raise Wrong(tr("completeness fails at 64 steps: |Σ scores − (f(x) − f(x'))| = {error:.2e}", error=errors[1]))
+    return tr("matches lstmjax (riemann_middle); completeness error {error_8:.1e} at 8 steps, {error_64:.1e} at 64.",
+              error_8=errors[0], error_64=errors[1])
 
 
 @exercise("09.3", "Which token mattered most")
@@ -133,22 +137,23 @@ def _top_token(answer):
     model, variables, ids, lengths = _setup()
     got = answer(model, variables, ids, lengths)
     if got is None:
-        raise Wrong("top_token returned None: write the function body.")
+        raise Wrong(tr("top_token returned None: write the function body."))
     got = np.asarray(got).reshape(-1)
     a = integrated_gradients(model, variables, ids, lengths, steps=32)
     scores = np.abs(np.asarray(a.scores))
     valid = np.arange(ids.shape[1])[None] < np.asarray(lengths)[:, None]
     ref = np.argmax(np.where(valid, scores, -1.0), axis=1)
     if got.shape != ref.shape:
-        raise Wrong(f"expected one position per example, shape {ref.shape}; got {got.shape}")
+        raise Wrong(tr("expected one position per example, shape {want}; got {got}", want=ref.shape, got=got.shape))
     if not np.array_equal(got, ref):
         signed = np.argmax(np.where(valid, np.asarray(a.scores), -np.inf), axis=1)
-        hint = (" That is the largest signed score: a large negative attribution matters as much, compare |scores|."
+        hint = (tr(" That is the largest signed score: a large negative attribution matters as much, compare "
+                   "|scores|.")
                 if np.array_equal(got, signed) else
-                " Take integrated gradients of the predicted class and the position of the largest |score| "
-                "among each example's real tokens.")
-        raise Wrong(f"got positions {got.tolist()}, expected {ref.tolist()}.{hint}")
-    return f"positions {ref.tolist()} are the tokens with the largest |attribution|."
+                tr(" Take integrated gradients of the predicted class and the position of the largest |score| "
+                   "among each example's real tokens."))
+        raise Wrong(tr("got positions {got}, expected {want}.{hint}", got=got.tolist(), want=ref.tolist(), hint=hint))
+    return tr("positions {positions} are the tokens with the largest |attribution|.", positions=ref.tolist())
 
 
 @exercise("09.4", "What completeness distributes: f(x) − f(x') for a token baseline")
@@ -156,22 +161,23 @@ def _baseline_gap(answer):
     from lstmjax.explain import integrated_gradients
 
     model, variables, ids, lengths = _setup()
-    for baseline_id, name in ((1, "UNK"), (0, "PAD"), (7, "token 7")):
+    for baseline_id, name in ((1, "UNK"), (0, "PAD"), (7, tr("token 7"))):
         got = answer(model, variables, ids, lengths, baseline_id)
         if got is None:
-            raise Wrong("baseline_gap returned None: write the function body.")
+            raise Wrong(tr("baseline_gap returned None: write the function body."))
         got = np.asarray(got, np.float64).reshape(-1)
         a = integrated_gradients(model, variables, ids, lengths, baseline=baseline_id, steps=64)
         ref = np.asarray(a.value - a.baseline_value, np.float64)
         if got.shape != ref.shape:
-            raise Wrong(f"expected one gap per example, shape {ref.shape}; got {got.shape}")
+            raise Wrong(tr("expected one gap per example, shape {want}; got {got}", want=ref.shape, got=got.shape))
         if not np.allclose(got, ref, atol=1e-4, rtol=1e-4):
-            raise Wrong(f"with the {name} baseline (id {baseline_id}) got {np.round(got, 4).tolist()}, expected "
-                        f"{np.round(ref, 4).tolist()}. Replace each example's *real* tokens by the baseline id "
-                        "(keep the padding and the lengths), run the model on both, and subtract the predicted "
-                        "class's logits (the class predicted for x, not for x').")
+            raise Wrong(tr("with the {name} baseline (id {baseline_id}) got {got}, expected {want}. Replace each "
+                           "example's *real* tokens by the baseline id (keep the padding and the lengths), run the "
+                           "model on both, and subtract the predicted class's logits (the class predicted for x, not "
+                           "for x').", name=name, baseline_id=baseline_id, got=np.round(got, 4).tolist(),
+                           want=np.round(ref, 4).tolist()))
         scores_sum = np.asarray(a.scores, np.float64).sum(-1)
         if not np.allclose(scores_sum, got, atol=1e-3, rtol=1e-3):  # pragma: no cover - library invariant
             raise Wrong(f"integrated gradients do not sum to your gap with the {name} baseline")
-    return ("f(x) − f(x') matches lstmjax for the UNK, PAD and token-7 baselines, and the integrated "
-            "gradients sum to it: each baseline distributes a different total.")
+    return tr("f(x) − f(x') matches lstmjax for the UNK, PAD and token-7 baselines, and the integrated "
+              "gradients sum to it: each baseline distributes a different total.")

@@ -16,6 +16,7 @@ from lstmjax.course._check import (
     returned,
     watching,
 )
+from lstmjax.course._i18n import tr
 
 # (text, the mobile number it contains or None)
 _MOBILE_CASES = (
@@ -42,26 +43,27 @@ _MOBILE_CASES = (
 def _mobile(answer):
     if isinstance(answer, str):
         if answer.strip() in ("", "..."):
-            raise Wrong("write your pattern in place of '...'.")
+            raise Wrong(tr("write your pattern in place of '...'."))
         try:
             pattern = re.compile(answer)
         except re.error as error:
-            raise Wrong(f"the pattern does not compile: {error}.") from None
+            raise Wrong(tr("the pattern does not compile: {error}.", error=error)) from None
     elif isinstance(answer, re.Pattern):
         pattern = answer
     else:
-        raise Wrong(f"give a pattern string or a compiled re.Pattern; got {type(answer).__name__}.")
+        raise Wrong(tr("give a pattern string or a compiled re.Pattern; got {type}.", type=type(answer).__name__))
     for text, want in _MOBILE_CASES:
         found = pattern.search(text)
         got = found.group() if found else None
         if want is None and got is not None:
-            raise Wrong(f"in {text!r} you found {got!r}, but it holds no mobile number.")
+            raise Wrong(tr("in {text} you found {got}, but it holds no mobile number.", text=repr(text), got=repr(got)))
         if want is not None and got is None:
-            raise Wrong(f"no match in {text!r}; it holds the mobile number {want!r}.")
+            raise Wrong(tr("no match in {text}; it holds the mobile number {want}.", text=repr(text), want=repr(want)))
         if want is not None and got.strip() != want:
-            raise Wrong(f"in {text!r} you matched {got!r}; the whole number is {want!r}.")
-    return f"finds the mobile number in all {sum(w is not None for _, w in _MOBILE_CASES)} positive cases " \
-           f"and nothing in the {sum(w is None for _, w in _MOBILE_CASES)} negative ones."
+            raise Wrong(tr("in {text} you matched {got}; the whole number is {want}.", text=repr(text), got=repr(got),
+                           want=repr(want)))
+    return tr("finds the mobile number in all {positive} positive cases and nothing in the {negative} negative ones.",
+              positive=sum(w is not None for _, w in _MOBILE_CASES), negative=sum(w is None for _, w in _MOBILE_CASES))
 
 
 @exercise("10.2", "Write clipped_mean(grads, clip)")
@@ -79,21 +81,23 @@ def _clipped_mean(answer):
     for clip in (0.5, 3.0, 1e6):
         with watching(*library) as seen:
             got = returned(answer(grads, clip), "clipped_mean")
-        refuse_library_calls(seen, "the clipping and the mean")
+        refuse_library_calls(seen, tr("the clipping and the mean"))
         tx = dp_aggregate(clip, 0.0, key, batch_size=5)
         want, _ = tx.update(grads, tx.init(None))
         if jax.tree.structure(jax.tree.map(np.asarray, got)) != jax.tree.structure(want):
-            raise Wrong("return a pytree shaped like one example's gradient (the same dict structure).")
+            raise Wrong(tr("return a pytree shaped like one example's gradient (the same dict structure)."))
         for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
             g = np.asarray(g)
             if g.shape != w.shape:
-                raise Wrong(f"a leaf has shape {g.shape}; expected {w.shape} (the batch axis averaged away).")
+                raise Wrong(tr("a leaf has shape {got}; expected {want} (the batch axis averaged away).", got=g.shape,
+                               want=w.shape))
             if np.isnan(g).any():
-                raise Wrong("NaN in the result: an all-zero gradient has norm 0; do not divide by it unguarded.")
+                raise Wrong(tr("NaN in the result: an all-zero gradient has norm 0; do not divide by it unguarded."))
             if not np.allclose(g, np.asarray(w), rtol=1e-5, atol=1e-6):
-                raise Wrong(f"at clip={clip} the result differs from dp_aggregate's (noise 0). Is the norm the "
-                            "global one over all leaves of an example, and do you divide by the batch size?")
-    return "equals dp_aggregate at noise 0 for clip 0.5, 3 and 10⁶ (a zero gradient included)."
+                raise Wrong(tr("at clip={clip} the result differs from dp_aggregate's (noise 0). Is the norm the "
+                               "global one over all leaves of an example, and do you divide by the batch size?",
+                               clip=clip))
+    return tr("equals dp_aggregate at noise 0 for clip 0.5, 3 and 10⁶ (a zero gradient included).")
 
 
 @exercise("10.3", "Write auc(member_losses, nonmember_losses)")
@@ -116,16 +120,18 @@ def _auc(answer):
     for members, nonmembers in cases:
         with watching(*library) as seen:
             got = returned(answer(members, nonmembers), "auc")
-        refuse_library_calls(seen, "the AUC")
+        refuse_library_calls(seen, tr("the AUC"))
         want = membership_attack(members, nonmembers)["auc"]
         try:
             got = float(got)
         except (TypeError, ValueError):
-            raise Wrong(f"return a number; got {got!r}.") from None
+            raise Wrong(tr("return a number; got {got}.", got=repr(got))) from None
         if not np.isclose(got, want, atol=1e-9):
-            hint = " (ties count one half)" if len(np.unique(np.r_[members, nonmembers])) < len(members) + len(nonmembers) else ""
+            tied = len(np.unique(np.r_[members, nonmembers])) < len(members) + len(nonmembers)
+            hint = tr(" (ties count one half)") if tied else ""
             if np.isclose(got, 1 - want):
-                hint = " (members should have the *lower* loss: you computed the other direction)"
-            raise Wrong(f"for {len(members)} members and {len(nonmembers)} non-members you return {got:.4f}, "
-                        f"the attack's AUC is {want:.4f}{hint}.")
-    return "equals the attack's ROC AUC on random, tied and degenerate losses."
+                hint = tr(" (members should have the *lower* loss: you computed the other direction)")
+            raise Wrong(tr("for {members} members and {nonmembers} non-members you return {got:.4f}, "
+                           "the attack's AUC is {want:.4f}{hint}.", members=len(members),
+                           nonmembers=len(nonmembers), got=got, want=want, hint=hint))
+    return tr("equals the attack's ROC AUC on random, tied and degenerate losses.")

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmjax.course._check import Wrong, exercise, returned
+from lstmjax.course._i18n import tr
 from lstmjax.nn import cells
 from lstmjax.nn.scan import scan_cell
 
@@ -50,20 +51,22 @@ def _flops(answer):
         # XLA also counts the gates' elementwise operations (~10 per hidden unit): allow 5 %.
         xla = _xla_flops(embed, hidden, classes, train=False)
         if abs(got_f / xla - 0.5) <= 0.03:
-            raise Wrong(f"forward FLOP per token for E={embed}, H={hidden}, C={classes}: you said {got_f:,.0f}, "
-                        f"half of XLA's {xla:,.0f}: a multiply-add is 2 FLOP.")
+            raise Wrong(tr("forward FLOP per token for E={E}, H={H}, C={C}: you said {got:,.0f}, half of XLA's "
+                           "{xla:,.0f}: a multiply-add is 2 FLOP.", E=embed, H=hidden, C=classes, got=got_f, xla=xla))
         if not abs(got_f - xla) <= 0.05 * xla:
-            raise Wrong(f"forward FLOP per token for E={embed}, H={hidden}, C={classes}: you said {got_f:,.0f}, "
-                        f"XLA counts {xla:,.0f} (matrix products: 2·m·n·k each).")
+            raise Wrong(tr("forward FLOP per token for E={E}, H={H}, C={C}: you said {got:,.0f}, XLA counts "
+                           "{xla:,.0f} (matrix products: 2·m·n·k each).", E=embed, H=hidden, C=classes, got=got_f,
+                           xla=xla))
         xla_t = _xla_flops(embed, hidden, classes, train=True)
         if not abs(got_t - xla_t) <= 0.05 * xla_t:
             ratio = got_t / got_f if got_f else float("nan")
-            raise Wrong(f"training FLOP per token for E={embed}, H={hidden}, C={classes}: you said {got_t:,.0f} "
-                        f"({ratio:.2f} × your forward count), XLA counts {xla_t:,.0f} for the forward and backward "
-                        f"passes ({xla_t / xla:.2f} × its forward count). Each forward product needs two in the "
-                        "backward pass: one for the input's gradient, one for the weight's.")
-    return (f"forward {float(answer(128, 128, 2, train=False)) / 1e6:.3f} MFLOP/token at the document's size; "
-            "forward and training counts within XLA's at three sizes.")
+            raise Wrong(tr("training FLOP per token for E={E}, H={H}, C={C}: you said {got:,.0f} ({ratio:.2f} × "
+                           "your forward count), XLA counts {xla:,.0f} for the forward and backward passes "
+                           "({xla_ratio:.2f} × its forward count). Each forward product needs two in the backward "
+                           "pass: one for the input's gradient, one for the weight's.", E=embed, H=hidden, C=classes,
+                           got=got_t, ratio=ratio, xla=xla_t, xla_ratio=xla_t / xla))
+    return tr("forward {mflop:.3f} MFLOP/token at the document's size; forward and training counts within XLA's "
+              "at three sizes.", mflop=float(answer(128, 128, 2, train=False)) / 1e6)
 
 
 def gru_step_backward_reference(gates, hw, h_prev, dh, W_h):
@@ -119,26 +122,27 @@ def _backward_step(answer):
         gates = jnp.concatenate([r, z, n], -1)
         got = returned(answer(gates, hw, h_prev, dh, p["W_h"]), "gru_step_backward")
         if not isinstance(got, tuple) or len(got) != 3:
-            raise Wrong("return a tuple (d_xw, d_hw, dh_prev).")
+            raise Wrong(tr("return a tuple (d_xw, d_hw, dh_prev)."))
         d_xw, d_hw, dh_prev = (np.asarray(a) for a in got)
         for name, a, b in (("d_xw", d_xw, dxw_ref), ("d_hw", d_hw, dhw_ref), ("dh_prev", dh_prev, dh_ref)):
             if a.shape != b.shape:
-                raise Wrong(f"{name} has shape {a.shape}, expected {b.shape}.")
+                raise Wrong(tr("{name} has shape {got}, expected {want}.", name=name, got=a.shape, want=b.shape))
             if np.allclose(a, b, rtol=1e-9, atol=1e-10):
                 continue
             hint = ""
             if name == "d_hw" and np.allclose(d_hw, d_xw, rtol=1e-9, atol=1e-10):
-                hint = " It equals d_xw, but the recurrent part of n is multiplied by r_t: its slice is d_n ⊙ r."
+                hint = tr(" It equals d_xw, but the recurrent part of n is multiplied by r_t: its slice is d_n ⊙ r.")
             elif name == "dh_prev" and np.allclose(dh_prev, d_hw @ np.asarray(p["W_h"]).T, rtol=1e-9, atol=1e-10):
-                hint = " That is only the path through W_h; h_t = (1 − z) n + z h_{t-1} also passes z ⊙ dh directly."
+                hint = tr(" That is only the path through W_h; h_t = (1 − z) n + z h_{t-1} also passes z ⊙ dh "
+                          "directly.")
             elif name in ("d_xw", "d_hw"):
-                hint = " Check ∂h/∂z = h_{t-1} − n (not n − h_{t-1}) and the gate order (r, z, n)."
-            raise Wrong(f"{name} differs from jax.vjp of lstmjax.nn.cells.gru_step_projected "
-                        f"(max error {float(np.max(np.abs(a - b))):.2e}).{hint}")
+                hint = tr(" Check ∂h/∂z = h_{t-1} − n (not n − h_{t-1}) and the gate order (r, z, n).")
+            raise Wrong(tr("{name} differs from jax.vjp of lstmjax.nn.cells.gru_step_projected "
+                           "(max error {error:.2e}).{hint}", name=name, error=float(np.max(np.abs(a - b))), hint=hint))
         if not (np.allclose(np.asarray(h_prev).T @ d_hw, dW_ref, rtol=1e-9, atol=1e-10)
                 and np.allclose(d_hw.sum(0), db_ref, rtol=1e-9, atol=1e-10)):  # pragma: no cover - follows from d_hw
-            raise Wrong("h_prev.T @ d_hw does not give jax's dW_h.")
-    return "d_xw, d_hw and dh_prev equal jax.vjp's (float64); h_prevᵀ d_hw gives dW_h and Σ d_hw gives db_h."
+            raise Wrong(tr("h_prev.T @ d_hw does not give jax's dW_h."))
+    return tr("d_xw, d_hw and dh_prev equal jax.vjp's (float64); h_prevᵀ d_hw gives dW_h and Σ d_hw gives db_h.")
 
 
 @exercise("11.3", "Gradient checkpointing over blocks of time steps")
@@ -160,8 +164,10 @@ def _remat(answer):
         got = jax.grad(fn)(p)
         for name in ref:
             if not np.allclose(got[name], ref[name], rtol=1e-5, atol=1e-6):
-                raise Wrong(f"with chunk={chunk}, the gradient of {name} differs from scan_cell's.")
+                raise Wrong(tr("with chunk={chunk}, the gradient of {name} differs from scan_cell's.", chunk=chunk,
+                               name=name))
         jaxpr = str(jax.make_jaxpr(jax.grad(fn))(p))
         if "checkpoint" not in jaxpr and "remat" not in jaxpr:
-            raise Wrong("the gradients are right but nothing is checkpointed: wrap each block's scan in jax.checkpoint.")
-    return "gradients equal scan_cell's for chunks 3, 4 and 12, and the blocks are checkpointed."
+            raise Wrong(tr("the gradients are right but nothing is checkpointed: wrap each block's scan in "
+                           "jax.checkpoint."))
+    return tr("gradients equal scan_cell's for chunks 3, 4 and 12, and the blocks are checkpointed.")
