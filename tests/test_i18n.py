@@ -343,3 +343,54 @@ def _no_language(monkeypatch):
     monkeypatch.delenv("LSTMJAX_LANGUAGE", raising=False)
     yield
     os.environ.pop("LSTMJAX_LANGUAGE", None)
+
+
+def _untranslated_literals(path: pathlib.Path) -> list[str]:
+    """Learner-facing text in a checker module that does not go through ``tr``: a string literal or
+    f-string given to ``Wrong(...)`` or returned by an ``@exercise`` checker (outside any ``tr(...)``)."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+
+    def literals(node):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "tr":
+            return []  # translated
+        if isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                                                and node.value.strip()):
+            return [node]
+        if isinstance(node, (ast.BinOp, ast.IfExp, ast.BoolOp)):  # "a" + b, "a" if c else "b"
+            return [n for child in ast.iter_child_nodes(node) for n in literals(child)]
+        return []  # a name, a call, a container: computed, not a message written here
+
+    checkers = [f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+                and any(isinstance(d, ast.Call) and getattr(d.func, "id", None) == "exercise" for d in f.decorator_list)]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Wrong" and node.args:
+            found += [f"{path.name}:{n.lineno} Wrong(...)" for n in literals(node.args[0])]
+    for checker in checkers:
+        for node in _own_nodes(checker):
+            if isinstance(node, ast.Return) and node.value is not None:
+                found += [f"{path.name}:{n.lineno} return" for n in literals(node.value)]
+    return found
+
+
+def _own_nodes(function):
+    """The nodes of a function's body, without those of the functions defined inside it."""
+    import ast
+
+    stack = list(function.body)
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.Lambda, ast.AsyncFunctionDef)):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def test_every_checker_message_goes_through_tr():
+    """A message written as a plain string would reach a Chinese notebook in English: the catalogs
+    only collect ``tr("...")`` literals."""
+    modules = sorted((REPO / "lstmjax" / "course").glob("t[0-9][0-9].py"))
+    assert len(modules) >= 11
+    found = [problem for module in modules for problem in _untranslated_literals(module)]
+    assert not found, "learner-facing text not wrapped in tr(...):\n" + "\n".join(found)

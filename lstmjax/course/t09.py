@@ -178,6 +178,6 @@ def _baseline_gap(answer):
                            want=np.round(ref, 4).tolist()))
         scores_sum = np.asarray(a.scores, np.float64).sum(-1)
         if not np.allclose(scores_sum, got, atol=1e-3, rtol=1e-3):  # pragma: no cover - library invariant
-            raise Wrong(f"integrated gradients do not sum to your gap with the {name} baseline")
+            raise Wrong(tr("integrated gradients do not sum to your gap with the {name} baseline", name=name))
     return tr("f(x) − f(x') matches lstmjax for the UNK, PAD and token-7 baselines, and the integrated "
               "gradients sum to it: each baseline distributes a different total.")
