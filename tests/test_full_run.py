@@ -129,6 +129,12 @@ def test_a_stated_run_time_far_from_the_measured_one_fails(tmp_path, monkeypatch
     assert "about 2 min 0 s" in problem and "6 min 0 s" in problem
 
 
+def test_a_busy_machine_s_run_time_is_not_checked(tmp_path, monkeypatch):
+    source, record = _setup(tmp_path, monkeypatch, seconds=(300.0, 60.0))
+    record["tutorials"]["99_title"]["load"] = [1.2, 5.0]  # above its 2 CPUs
+    assert fullrun.busy(record["tutorials"]["99_title"]) and fullrun.problems(source, record) == []
+
+
 def test_a_tutorial_missing_from_the_record_fails(tmp_path, monkeypatch):
     source, _ = _setup(tmp_path, monkeypatch)
     (problem,) = fullrun.problems(source, {"tutorials": {}})

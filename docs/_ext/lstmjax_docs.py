@@ -187,6 +187,9 @@ def _run_time(notebook: str, tr) -> str | None:
     text = tr("**Full-size run:** {total} on {cpus} CPU cores ({date}, `{command}`).").format(
         total=lstmjax_fullrun.duration(item["seconds"]), cpus=item["cpus"], date=item["date"],
         command=lstmjax_fullrun.RECORD_COMMAND)
+    if lstmjax_fullrun.busy(item):
+        text += " " + tr("Measured on a busy machine (load average up to {load} on {cpus} cores): a quiet one is "
+                         "faster.").format(load=max(item["load"]), cpus=item["cpus"])
     if item.get("has_extensions"):
         text += " " + tr("The core, without the sections marked *(extension)*: {core}.").format(
             core=lstmjax_fullrun.duration(item["core_seconds"]))
