@@ -17,10 +17,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from _parity import ATOL  # noqa: E402
-from _parity import assert_close  # noqa: E402
+from _parity import ATOL, assert_close
 
-from lstmjax.nn import (  # noqa: E402
+from lstmjax.nn import (
     AttentionPooling,
     TextClassifier,
     TextCNN,
