@@ -100,7 +100,8 @@ class TransformerClassifier(nn.Module):
       vocab_size: number of token ids (PAD = 0 included).
       num_classes: number of labels.
       embed_dim: the model width ``d_model`` (token and position embeddings).
-      max_len: the longest text (position embeddings); a longer input is an error.
+      max_len: the longest text (position embeddings); a longer input is an error (under
+        ``jax.export`` or ONNX, where the time axis is symbolic, positions past it embed as NaN).
       num_layers: encoder blocks.
       num_heads: attention heads (must divide ``embed_dim``).
       ff_size: the feed-forward hidden width.
@@ -215,16 +216,19 @@ class TransformerClassifier(nn.Module):
           >>> states.shape, valid.astype(int).tolist()
           ((2, 4, 4), [[1, 1, 1, 1], [1, 1, 0, 0]])
         """
-        batch, time = embedded.shape[:2]
-        if time > self.max_len:
+        time = embedded.shape[1]
+        if isinstance(time, int) and time > self.max_len:  # a symbolic time (jax.export, ONNX) is the caller's to bound
             raise ValueError(f"the input has {time} time steps, more than max_len={self.max_len} (position embeddings)")
         lengths = check_lengths(lengths, time, traced_check=self.check_inputs)
         valid = length_mask(lengths, time)  # (B, T)
         x = embedded
-        if self.pooling == "cls":  # [CLS] at position 0: (B, 1 + T, E)
-            x = jnp.concatenate([jnp.broadcast_to(self.cls.astype(x.dtype), (batch, 1, self.embed_dim)), x], axis=1)
-            valid = jnp.concatenate([jnp.ones((batch, 1), bool), valid], axis=1)
-        x = x + self.position(jnp.arange(x.shape[1]))[None]  # (B, T', E)
+        if self.pooling == "cls":  # [CLS] at position 0: (B, 1 + T, E); a pad, not a concatenation, for ONNX's sake
+            x = jnp.pad(x, ((0, 0), (1, 0), (0, 0)))
+            first = jax.lax.broadcasted_iota(jnp.int32, (1, x.shape[1], 1), 1) == 0  # (1, T', 1)
+            x = jnp.where(first, self.cls.astype(x.dtype), x)
+            valid = jnp.pad(valid, ((0, 0), (1, 0)), constant_values=True)
+        positions = jax.lax.broadcasted_iota(jnp.int32, (1, x.shape[1]), 1)  # (1, T'): an iota traces symbolic sizes
+        x = x + self.position(positions)  # (B, T', E)
         x = self.embed_drop(x, deterministic=deterministic)
         for block in self.blocks:
             x = block(x, valid, deterministic=deterministic)
