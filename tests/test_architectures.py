@@ -335,3 +335,12 @@ def test_pmap_mesh_and_one_device_agree(name, make_batch):
     for mode in ("pmap", "mesh"):
         for got, want in zip(jax.tree.leaves(results[mode]), jax.tree.leaves(results["none"])):
             np.testing.assert_allclose(got, want, atol=2e-5, rtol=0, err_msg=mode)
+
+
+def test_nnx_twin_refuses_attention_pooling():
+    from flax import nnx
+
+    from lstmjax.nn import nnx as lstmjax_nnx
+
+    with pytest.raises(ValueError, match="no attention pooling"):
+        lstmjax_nnx.TextClassifier(10, 2, embed_dim=4, hidden_size=4, pooling="attention", rngs=nnx.Rngs(0))
