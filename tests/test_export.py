@@ -123,10 +123,11 @@ def test_exported_model_and_the_cli_match_the_predictor(run, exported, test_text
 
 
 @pytest.mark.parametrize("options", [dict(cell="gru", layers=2, bidirectional=True), dict(cell="rnn", pooling="max"),
-                                     dict(pooling="mean"), dict(ensemble=3), dict(pooling="attention"),
-                                     dict(model="cnn", cnn_widths=(2, 3), cnn_filters=4),
-                                     dict(model="transformer", heads=2, ff_size=8, max_len=16),
-                                     dict(model="transformer", heads=2, ff_size=8, max_len=16, pooling="mean")],
+                                     dict(pooling="mean"), dict(ensemble=3), {"pooling": "attention"},
+                                     {"model": "cnn", "cnn_widths": (2, 3), "cnn_filters": 4},
+                                     {"model": "transformer", "heads": 2, "ff_size": 8, "max_len": 16},
+                                     {"model": "transformer", "heads": 2, "ff_size": 8, "max_len": 16,
+                                      "pooling": "mean"}],
                          ids=str)
 def test_every_model_exports(options):
     config = Config(hidden=8, embed_dim=8, **options)
