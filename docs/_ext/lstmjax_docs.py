@@ -228,14 +228,17 @@ class RunTimes(SphinxDirective):
         record = lstmjax_fullrun.read()
         if record is None:
             raise ExtensionError(f"{lstmjax_fullrun.RECORD} is missing: run `{lstmjax_fullrun.RECORD_COMMAND}`")
-        rows = [f"| {tr('tutorial')} | {tr('full-size run')} | {tr('core')} | {tr('extension sections')} |",
-                "|---|---|---|---|"]
+        headers = [tr("tutorial"), tr("full-size run"), tr("core"), tr("extension sections"), tr("load average")]
+        rows = ["| " + " | ".join(headers) + " |", "|---|---|---|---|---|"]
         for stem, item in record["tutorials"].items():
             extensions = ", ".join("§" + h.split(".")[0] for h, _ in item["sections"] if h.endswith("(extension)"))
             rows.append(f"| {stem[:2]} | {lstmjax_fullrun.duration(item['seconds'])} | "
-                        f"{lstmjax_fullrun.duration(item['core_seconds'])} | {extensions or '–'} |")
+                        f"{lstmjax_fullrun.duration(item['core_seconds'])} | {extensions or '–'} | "
+                        f"{max(item.get('load') or [0.0]):.1f} |")
         first = next(iter(record["tutorials"].values()))
-        caption = tr("Measured on {cpus} CPU cores ({cpu}), {date}, with `{command}`.").format(
+        caption = tr("Measured on {cpus} CPU cores ({cpu}), {date}, with `{command}`; the load average is "
+                     "the highest seen during the run: above the number of cores, the machine was busy with "
+                     "other work and a quiet one is faster.").format(
             cpus=first["cpus"], cpu=first["cpu"], date=first["date"], command=lstmjax_fullrun.RECORD_COMMAND)
         container = nodes.container(classes=["lstmjax-run-times", lstmjax_catalogs.NO_TRANSLATE])
         self.state.nested_parse(StringList([*rows, "", caption], source=self.env.docname), self.content_offset,
