@@ -140,7 +140,7 @@ def plot(results: dict, path: str) -> None:
             rows = sorted((row for row in r["rows"] if row["arm"] == arm), key=lambda row: row["n"])
             ns = [row["n"] for row in rows]
             means = np.array([np.mean(row["accuracies"]) for row in rows])
-            sds = np.array([np.std(row["accuracies"]) for row in rows])
+            sds = np.array([np.std(row["accuracies"], ddof=1) if len(row["accuracies"]) > 1 else 0.0 for row in rows])
             ax.errorbar(ns, means, yerr=sds, linestyle=style, marker="o", capsize=3, label=f"{model}, {arm}")
     ax.set_xscale("log")
     ax.set_xlabel("labelled training examples")

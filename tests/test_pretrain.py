@@ -202,3 +202,20 @@ def test_cli_init_from_errors(tmp_path, cache, capsys):
         (tmp_path / "clf").mkdir()
         (tmp_path / "clf" / "labels.txt").write_text("neg\npos\n")
         load_pretrained(tmp_path / "clf")
+
+
+def test_start_state_with_init_from_loads_exactly_the_encoder(tmp_path, cache):
+    """The stages ``lstmjax train --init-from`` runs: the encoder's arrays as pretrained, the head as a fresh model's."""
+    from lstmjax.app import stages
+
+    pre = pretrain(PretrainConfig(steps=2, **TINY), tmp_path / "pre", cache_dir=cache, log=lambda *a: None)
+    run = stages.open_run(Config(init_from=str(tmp_path / "pre"), parallel="none"), tmp_path / "run",
+                          cache_dir=cache, log=lambda *a: None)
+    assert (run.config.hidden, run.config.max_len, run.config.vocab_size) == (8, 16, len(pre.vocab))
+    prepared = stages.prepare_data(run, stages.load_data(run)[0])
+    assert prepared.vocab.tokens == pre.vocab.tokens
+    model, state, _ = stages.start_state(run, prepared)
+    for key, arrays in pre.params["encoder"].items():
+        jax.tree.map(np.testing.assert_array_equal, state.params[key], arrays)
+    fresh = stages.initial_state(run.config, model, state.tx, jax.random.key(run.config.seed))
+    jax.tree.map(np.testing.assert_array_equal, state.params["dense"], fresh.params["dense"])
