@@ -156,7 +156,8 @@ def main() -> None:
 
     datasets.disable_progress_bars()
     args = arguments()
-    print(f"pretraining on {args.pretrain_data} ({args.pretrain_seconds:.0f} s per model); fine-tuning on the "
+    budget = "20 steps" if args.quick else f"{args.pretrain_seconds:.0f} s"
+    print(f"pretraining on {args.pretrain_data} ({budget} per model); fine-tuning on the "
           f"built-in set, sizes {args.sizes}, {args.seeds} seed(s), width {args.dim}, max_len {args.max_len}",
           flush=True)
     results = {}
