@@ -84,7 +84,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         kind = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float,
-                "tuple[int, ...]": _widths, "str | None": str}[str(f.type)]
+                "tuple[int, ...]": _widths}[str(f.type)]
         if kind is int and f.name in ("max_len", "vocab_size", "min_freq", "layers", "embed_dim", "hidden",
                                       "epochs", "batch_size", "patience", "devices", "save_every", "cnn_filters",
                                       "heads", "ff_size"):
@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="lstmjax", description="A pure-functional LSTM in JAX: train, evaluate and use text classifiers.",
         epilog="Run 'lstmjax COMMAND --help' for a command's options.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_predict, _add_explain, _add_export, _add_demo, _add_pretrain):
+    for add in (_add_train, _add_evaluate, _add_predict, _add_explain, _add_export, _add_demo):
         add(sub)
     return parser
 
@@ -202,36 +202,6 @@ def _add_demo(sub) -> None:
     demo.add_argument("--batch-size", type=_positive, default=32, help="batch size (default: 32)")
     demo.add_argument("--max-len", type=_positive, default=200, help="padded sequence length (default: 200)")
     demo.add_argument("--seed", type=_seed, default=0, help="random seed in [0, 2**32) (default: 0)")
-
-
-def _add_pretrain(sub) -> None:
-    """``lstmjax pretrain``: one option per :class:`~lstmjax.app.pretrain.PretrainConfig` field."""
-    from lstmjax.app.pretrain_config import PretrainConfig
-
-    pretrain = sub.add_parser(
-        "pretrain", help="pretrain an encoder on a dataset's texts (labels ignored), for 'train --init-from'",
-        description="Self-supervised pretraining (§6): an LSTM/GRU/RNN as a next-token language model, or a "
-                    "Transformer on BERT's masked tokens, on the texts of the dataset's training split, for a budget "
-                    "of --steps, --epochs and --time-limit (whichever ends first). Writes DIR/pretrain.json, "
-                    "vocab.json, tokenizer.json, checkpoints/ and metrics.json; 'lstmjax train --init-from DIR' "
-                    "fine-tunes its encoder with a new head, on DIR's vocabulary.")
-    for f in dataclasses.fields(PretrainConfig):
-        kind = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float}[str(f.type)]
-        pretrain.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None, choices=f.metadata.get("choices"),
-                              help=f"{f.metadata['help']} (default: {f.default})")
-    pretrain.add_argument("--out", metavar="DIR", required=True, help="the pretraining run folder to write (new)")
-    pretrain.add_argument("--cache-dir", metavar="DIR", default=None, help="Hugging Face datasets cache")
-
-
-def _pretrain(args: argparse.Namespace) -> int:
-    from lstmjax.app.pretrain import pretrain
-    from lstmjax.app.pretrain_config import PretrainConfig
-
-    config = PretrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainConfig)
-                               if getattr(args, f.name) is not None})
-    run = pretrain(config, args.out, cache_dir=args.cache_dir)
-    print(f"fine-tune it with: lstmjax train --init-from {run.directory} --data ...")
-    return 0
 
 
 def _print_report(report: dict, title: str) -> None:
@@ -392,8 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lstmjax.app.demo import demo
 
     commands = {"train": _train, "evaluate": _evaluate, "predict": _predict, "explain": _explain, "export": _export,
-                "demo": demo,
-                "pretrain": _pretrain}
+                "demo": demo}
     try:
         if args.command == "train" and args.local_processes:
             return _launch(args, list(argv if argv is not None else sys.argv[1:]))

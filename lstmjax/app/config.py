@@ -139,10 +139,6 @@ class Config:
                                                  "differential privacy (off by default)")
     dp_clip_norm: float = _f(1.0, "DP-SGD: bound on each example's gradient norm")
     dp_delta: float = _f(1e-5, "DP-SGD: the delta at which the spent epsilon is reported (keep it below 1/N)")
-    # --- pretrained encoder (§6: 'lstmjax pretrain', then fine-tune; lstmjax.app.pretrain) -----
-    init_from: str | None = _f(None, "a folder written by 'lstmjax pretrain': start from its encoder (embedding and "
-                                     "recurrent stack, or Transformer blocks) with a new head; implies its "
-                                     "vocabulary, tokenizer, max_len and encoder sizes")
 
     def __post_init__(self):
         if isinstance(self.cnn_widths, list):  # from JSON

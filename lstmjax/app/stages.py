@@ -18,9 +18,6 @@ The remedies of §9.2 and the compression of §8.2 are stages like any other:
 * ``cv`` → :func:`lstmjax.training.crossval.cross_validate` (:func:`cross_validation`);
 * ``prune`` → :func:`lstmjax.compress.magnitude_masks` at the end (:func:`finish_pruning`);
 * ``quantize`` → :func:`lstmjax.compress.quantize_int8` (:func:`quantize`);
-* ``init_from`` → :mod:`lstmjax.app.pretrain`: the pretraining run's vocabulary, tokenizer and
-  encoder sizes (:func:`open_run`, :func:`prepare_data`, :func:`build_model`), its encoder's
-  arrays in the fresh state (:func:`start_state`, :func:`lstmjax.training.pretrain.init_encoder`);
 * ``dropout``, ``embed_dropout``, ``output_dropout``, ``recurrent_dropout`` go to the model
   (:func:`build_model`), ``weight_decay`` to ``optax.adamw``, ``patience`` to
   :class:`lstmjax.training.callbacks.EarlyStopping`.
@@ -178,8 +175,6 @@ def open_run(config: Config, directory=None, *, resume: bool = False, cache_dir:
       ('none', True, False)
     """
     config = config.replace(data=data_source(config.data))
-    if config.init_from is not None:  # fine-tuning a pretrained encoder (lstmjax.app.pretrain)
-        config = _fine_tune_config(config)
     directory = pathlib.Path(directory) if directory is not None else default_run_dir(config)
     if config.ensemble > 1 and resume:
         raise ValueError("an ensemble run cannot be resumed (yet): train it again in a new directory")
@@ -201,16 +196,6 @@ def open_run(config: Config, directory=None, *, resume: bool = False, cache_dir:
     parallel = DataParallel.create(config.parallel, config.devices if process_count() == 1 else None)
     return Run(config, directory, resume, parallel, log, bool(progress) and process_index() == 0, cache_dir,
                tuple(allow_change))
-
-
-def _fine_tune_config(config: Config) -> Config:
-    """``init_from`` as an absolute path, and what the pretrained encoder decides taken from it."""
-    from lstmjax.app.pretrain import implied_config, load_pretrained
-
-    if config.ensemble > 1:
-        raise ValueError("init_from fine-tunes one model; it does not combine with ensemble > 1 (yet)")
-    config = config.replace(init_from=str(pathlib.Path(config.init_from).absolute()))
-    return implied_config(config, load_pretrained(config.init_from, params=False))
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -382,11 +367,6 @@ def prepare_data(run: Run, data: TextDataset) -> Prepared:
         prepared = prepare(data, saved.tokenizer, vocab=saved.vocab)
         run.changes = rundir.check_compatible(run.directory, config, label_names=prepared.label_names, data=run.data,
                                               allow=run.allow_change)
-    elif config.init_from is not None:  # the pretrained encoder's ids: its vocabulary and tokenizer
-        from lstmjax.app.pretrain import load_pretrained
-
-        pretrained = load_pretrained(config.init_from, params=False)
-        prepared = prepare(data, pretrained.tokenizer, vocab=pretrained.vocab)
     else:
         prepared = prepare(data, config.tokenizer, min_freq=config.min_freq, max_size=config.vocab_size)
         if len(prepared.vocab) <= 2:
@@ -503,26 +483,11 @@ def start_state(run: Run, prepared: Prepared):
     elif run.primary:
         rundir.save_run_files(run.directory, config, prepared.vocab, prepared.tokenizer, prepared.label_names,
                               run.data)
-    if config.init_from is not None and not run.resume:  # fine-tuning: the pretrained encoder, a new head
-        state = _load_encoder(run, state)
     count = sum(x.size for x in jax.tree.leaves(state.params))
     run.log(f"model: {_MODEL_NAMES[config.model]} classifier, {count:,} parameters; training {config.epochs} epochs "
             f"of batch {config.batch_size} on {run.parallel.num_devices} {run.parallel.devices[0].platform} "
             f"device(s) ({run.parallel.mode}) in {process_count()} process(es)")
     return model, state, resumed
-
-
-def _load_encoder(run: Run, state):
-    """The pretrained encoder's arrays in the fresh state (its classification head stays new)."""
-    from lstmjax.app.pretrain import load_pretrained
-    from lstmjax.training.pretrain import init_encoder
-
-    pretrained = load_pretrained(run.config.init_from)
-    params = init_encoder(state.params, pretrained.params)
-    run.log(f"fine-tuning the {pretrained.config.model} encoder pretrained in {pretrained.directory} "
-            f"({pretrained.config.objective}, {pretrained.step} steps); new head: "
-            + ", ".join(sorted(set(params) - set(pretrained.params["encoder"]))))
-    return state.replace(params=params)
 
 
 def _restore(run: Run, state, prepared: Prepared):

@@ -12,8 +12,6 @@
 * :mod:`~lstmjax.nn.cnn`: :class:`TextCNN` (Kim 2014): parallel convolutions, masked max over time.
 * :mod:`~lstmjax.nn.transformer`: :class:`TransformerClassifier`: pre-LayerNorm blocks
   (:class:`TransformerBlock`) on ``nn.MultiHeadDotProductAttention``, [CLS] or mean pooling.
-* :mod:`~lstmjax.nn.pretraining`: :class:`NextTokenModel` (a recurrent language model) and
-  :class:`MaskedTokenModel` (BERT's masked tokens): a classifier's encoder with a head over the vocabulary.
 * :mod:`~lstmjax.nn.checks`: what bad token ids and lengths do, eagerly and under ``jax.jit``;
   :func:`checked` makes them errors under ``jax.jit`` too (``checkify``).
 * :mod:`~lstmjax.nn.interop`: weights to and from PyTorch, Keras and Flax NNX's recurrent layers.
@@ -56,7 +54,6 @@ from lstmjax.nn.layers import (
     recurrent_dropout_mask,
 )
 from lstmjax.nn.params import is_weight_matrix, param_paths, path_name
-from lstmjax.nn.pretraining import MaskedTokenModel, NextTokenModel
 from lstmjax.nn.scan import length_mask, remat_scan_cell, reverse_sequences, scan_cell
 from lstmjax.nn.transformer import TransformerBlock, TransformerClassifier
 
@@ -70,8 +67,6 @@ __all__ = [
     "TextClassifier", "pool", "AttentionPooling",
     # the other architectures of §2.2: convolution and attention
     "TextCNN", "window_counts", "TransformerBlock", "TransformerClassifier",
-    # pretraining heads over a classifier's encoder (§6)
-    "NextTokenModel", "MaskedTokenModel",
     # input checks (eager errors; checkify under jit)
     "check_token_ids", "check_lengths", "checked",
     # weights: other libraries, paths

@@ -8,8 +8,6 @@
   early stopping, checkpointing, progress, logs; :mod:`~lstmjax.training.placement`: where steps
   run (:class:`OneDevice`; :class:`lstmjax.parallel.DataParallel` is the other).
 * :mod:`~lstmjax.training.metrics`, :mod:`~lstmjax.training.checkpoint`.
-* :mod:`~lstmjax.training.pretrain`: self-supervised pretraining (next-token and masked-token
-  losses and steps) and :func:`init_encoder`, the hand-over to fine-tuning (§6).
 * Overfitting remedies (§9.2): :mod:`~lstmjax.training.regularization` (L1/L2 as Optax),
   :mod:`~lstmjax.training.ensemble`, :mod:`~lstmjax.training.crossval`.
 """
@@ -39,15 +37,6 @@ from lstmjax.training.loop import (
 )
 from lstmjax.training.metrics import classification_report, confusion_matrix
 from lstmjax.training.placement import OneDevice, Placement, keyed
-from lstmjax.training.pretrain import (
-    EncoderMismatch,
-    init_encoder,
-    mask_tokens,
-    masked_token_loss,
-    masked_token_step,
-    next_token_loss,
-    next_token_step,
-)
 from lstmjax.training.regularization import add_penalty_gradient, penalty
 from lstmjax.training.state import (
     TrainState,
@@ -80,7 +69,4 @@ __all__ = [
     # remedies
     "add_penalty_gradient", "penalty", "create_ensemble", "ensemble_fit", "ensemble_evaluate", "ensemble_member",
     "cross_validate", "stratified_kfold",
-    # pretraining (§6)
-    "next_token_loss", "next_token_step", "mask_tokens", "masked_token_loss", "masked_token_step", "init_encoder",
-    "EncoderMismatch",
 ]  # fmt: skip
