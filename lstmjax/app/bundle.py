@@ -170,7 +170,10 @@ def model_card(files: rundir.RunFiles, metrics: dict[str, Any] | None, name: str
     config = files.config
     data_name, hub_id, licence_id, licence = _DATA_LICENCES.get(config.data, (config.data, None, None, None))
     size = sum(int(np.prod(a.shape)) for a in flat.values())
-    model = f"Embedding({len(files.vocab)}, {config.embed_dim}) → {_body(config)} → Dense({len(files.label_names)})"
+    layers = f"{config.layers}-layer " if config.layers > 1 else ""
+    direction = "bidirectional " if config.bidirectional else ""
+    model = (f"Embedding({len(files.vocab)}, {config.embed_dim}) → {layers}{direction}{config.cell.upper()}"
+             f"({config.hidden}) → pooling ({config.pooling}) → Dense({len(files.label_names)})")
     if config.ensemble > 1:
         model += f", an ensemble of {config.ensemble} (mean probabilities)"
     front = _front_matter(config, metrics, name, hub_id, licence_id)
@@ -206,23 +209,11 @@ is the run's configuration, and `vocab.json`, `tokenizer.json` and `labels.txt` 
 
 ## Intended use and limits
 
-Teaching and experiments: a small model, trained for up to {config.epochs} epoch(s) on one data set. It
+Teaching and experiments: a small recurrent model, trained for up to {config.epochs} epoch(s) on one data set. It
 reads {config.tokenizer} tokens, so it knows the words of its training split only (others count as unknown),
 and texts of another domain, language or style may be scored badly. Not for decisions about people.
 """
     return front + "\n" + body
-
-
-def _body(config) -> str:
-    """The part of the model between the embedding and the dense layer, in words."""
-    if config.model == "cnn":
-        return f"Conv1D({config.cnn_filters}, widths {', '.join(map(str, config.cnn_widths))}) → max over time"
-    if config.model == "transformer":
-        return (f"{config.layers} Transformer block(s) ({config.heads} heads, feed-forward {config.ff_size}, "
-                f"{config.activation}) → pooling ({config.model_pooling})")
-    layers = f"{config.layers}-layer " if config.layers > 1 else ""
-    direction = "bidirectional " if config.bidirectional else ""
-    return f"{layers}{direction}{config.cell.upper()}({config.hidden}) → pooling ({config.model_pooling})"
 
 
 def _front_matter(config, metrics: dict[str, Any] | None, name: str, hub_id: str | None,
@@ -231,7 +222,7 @@ def _front_matter(config, metrics: dict[str, Any] | None, name: str, hub_id: str
     front = ["---", "library_name: lstmjax"]
     if licence_id:
         front.append(f"license: {licence_id}")
-    front += ["tags:", "- text-classification", f"- {config.model}", "- jax", "- flax",
+    front += ["tags:", "- text-classification", f"- {config.cell}", "- jax", "- flax",
               "pipeline_tag: text-classification"]
     if metrics and "accuracy" in metrics:
         front += ["model-index:", f"- name: {name}", "  results:", "  - task:", "      type: text-classification",

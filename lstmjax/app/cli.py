@@ -61,17 +61,6 @@ def _seed(text: str) -> int:
     return value
 
 
-def _widths(text: str) -> tuple[int, ...]:
-    """``"3,4,5"`` → ``(3, 4, 5)``: positive integers, comma-separated."""
-    try:
-        widths = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers (e.g. 3,4,5), got {text!r}") from None
-    if any(w < 1 for w in widths):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers (e.g. 3,4,5), got {text!r}")
-    return widths
-
-
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One option per :class:`~lstmjax.app.config.Config` field: ``max_len`` → ``--max-len``."""
     from lstmjax.app.config import Config
@@ -83,11 +72,9 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
         if f.type in (bool, "bool"):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
-        kind = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float,
-                "tuple[int, ...]": _widths}[str(f.type)]
+        kind = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float}[str(f.type)]
         if kind is int and f.name in ("max_len", "vocab_size", "min_freq", "layers", "embed_dim", "hidden",
-                                      "epochs", "batch_size", "patience", "devices", "save_every", "cnn_filters",
-                                      "heads", "ff_size"):
+                                      "epochs", "batch_size", "patience", "devices", "save_every"):
             kind = _positive
         group.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"),
                            metavar=f.name.upper() if not f.metadata.get("choices") else None, help=help_text)
@@ -118,8 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 def _add_train(sub) -> None:
     train = sub.add_parser(
         "train", help="train a text classifier (default: the document's model on the built-in dataset)",
-        description="Train Embedding → recurrent stack (or a text CNN, a Transformer encoder: --model) → Dense on a "
-                    "dataset, evaluate it on the test split "
+        description="Train Embedding → recurrent stack → Dense on a dataset, evaluate it on the test split "
                     "(validation if there is none), print a metrics table, and write DIR/metrics.json, "
                     "DIR/history.png and a checkpoint after every epoch.")
     _add_config_arguments(train)

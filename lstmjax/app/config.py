@@ -13,7 +13,7 @@ import math
 from dataclasses import field
 from typing import Any
 
-__all__ = ["Config", "ConfigError", "FIXED_FIELDS", "MODELS", "MODEL_FIELDS", "RESUME_FIELDS"]
+__all__ = ["Config", "ConfigError", "FIXED_FIELDS", "MODEL_FIELDS", "RESUME_FIELDS"]
 
 SEED_LIMIT = 2**32
 """Seeds are integers in ``[0, 2**32)`` (NumPy's and JAX's key makers both take them)."""
@@ -35,13 +35,6 @@ class ConfigError(ValueError):
         self.field = field
 
 
-MODELS = ("lstm", "gru", "rnn", "cnn", "transformer")
-"""The architectures ``--model`` names: the three recurrent cells, a text CNN and a Transformer encoder."""
-RECURRENT = ("lstm", "gru", "rnn")
-_POOLINGS = {"recurrent": ("auto", "last", "mean", "max", "attention"), "cnn": ("auto", "max"),
-             "transformer": ("auto", "cls", "mean")}
-
-
 def _f(default: Any, help: str, **extra: Any):
     return field(default=default, metadata={"help": help, **extra})
 
@@ -56,10 +49,8 @@ class Config:
       (2, 64, 0.001)
       >>> Config.from_json(c.to_json()) == c
       True
-      >>> c.replace(cell="gru").model, Config(model="gru").cell   # --cell and --model's recurrent choices agree
-      ('gru', 'gru')
-      >>> Config(model="transformer", heads=2, layers=2).model_pooling
-      'cls'
+      >>> c.replace(cell="gru").cell
+      'gru'
     """
 
     # --- data --------------------------------------------------------------------------------
@@ -71,31 +62,17 @@ class Config:
     vocab_size: int = _f(20000, "vocabulary size, PAD and UNK included (most frequent training tokens)")
     min_freq: int = _f(1, "minimum count in the training split for a token to enter the vocabulary")
     # --- model (document: Embedding(vocab, 128) → LSTM(128) → Dense(num_classes)) -------------
-    model: str = _f("lstm", "architecture (§2.2): a recurrent classifier (lstm, gru, rnn: the same as --cell), "
-                            "a text CNN (Kim 2014) or a Transformer encoder",
-                    choices=MODELS)
-    cell: str = _f("lstm", "recurrent cell, the older name of --model's recurrent choices (given both, they must "
-                           "agree; the default lstm of either defers to the other)", choices=RECURRENT)
-    layers: int = _f(1, "stacked recurrent layers, or Transformer blocks")
-    bidirectional: bool = _f(False, "bidirectional recurrent layers (recurrent models only)")
-    embed_dim: int = _f(128, "embedding size (the Transformer's model width d_model)")
-    hidden: int = _f(128, "recurrent hidden size (recurrent models only)")
-    cnn_widths: tuple[int, ...] = _f((3, 4, 5), "cnn: the convolutions' widths in tokens, comma-separated (Kim: 3,4,5)")
-    cnn_filters: int = _f(100, "cnn: feature maps per width (Kim: 100)")
-    heads: int = _f(4, "transformer: attention heads (must divide --embed-dim)")
-    ff_size: int = _f(256, "transformer: the feed-forward layer's hidden width")
-    activation: str = _f("gelu", "transformer: the feed-forward activation (gelu: exact, as PyTorch's)",
-                         choices=("gelu", "relu"))
-    dropout: float = _f(0.0, "dropout between stacked recurrent layers, or inside Transformer blocks (attention "
-                             "weights, residual branches)")
+    cell: str = _f("lstm", "recurrent cell", choices=("lstm", "gru", "rnn"))
+    layers: int = _f(1, "stacked recurrent layers")
+    bidirectional: bool = _f(False, "bidirectional recurrent layers")
+    embed_dim: int = _f(128, "embedding size")
+    hidden: int = _f(128, "recurrent hidden size")
+    dropout: float = _f(0.0, "dropout between stacked recurrent layers")
     embed_dropout: float = _f(0.0, "dropout on the embeddings (training only)")
     output_dropout: float = _f(0.0, "dropout on the pooled features before the dense layer (training only)")
     recurrent_dropout: float = _f(0.0, "variational dropout on the recurrent state h_{t-1}: one mask per "
                                        "sequence, the same at every step (training only)")
-    pooling: str = _f("auto", "how the sequence becomes one vector: auto = the model's own (recurrent: last, cnn: "
-                              "max, transformer: cls); recurrent: last | mean | max | attention (additive); cnn: max "
-                              "(over time); transformer: cls (a learned [CLS] vector) | mean",
-                      choices=("auto", "last", "mean", "max", "attention", "cls"))
+    pooling: str = _f("last", "how the sequence becomes one vector", choices=("last", "mean", "max"))
     # --- optimisation (document: Adam, categorical cross-entropy, 10 epochs, batch 32) ---------
     optimizer: str = _f("adam", "optimizer", choices=("adam", "adamw", "sgd", "momentum"))
     lr: float = _f(1e-3, "learning rate (Keras's Adam default: 0.001)")
@@ -141,13 +118,6 @@ class Config:
     dp_delta: float = _f(1e-5, "DP-SGD: the delta at which the spent epsilon is reported (keep it below 1/N)")
 
     def __post_init__(self):
-        if isinstance(self.cnn_widths, list):  # from JSON
-            object.__setattr__(self, "cnn_widths", tuple(self.cnn_widths))
-        if self.model in RECURRENT and self.cell in RECURRENT and self.model != self.cell:
-            if self.model == "lstm":  # --cell gru alone (or an older run's config): the cell names the model
-                object.__setattr__(self, "model", self.cell)
-            elif self.cell == "lstm":
-                object.__setattr__(self, "cell", self.model)
         try:
             self._check()
         except ConfigError:
@@ -193,49 +163,8 @@ class Config:
             raise ValueError("clip_norm clips the batch gradient, DP-SGD clips each example's (dp_clip_norm): "
                              "use one, not both")
         self._check_remedies()
-        self._check_model()
         if self.weight_decay and self.optimizer != "adamw":
             raise ValueError(f"weight_decay applies to the adamw optimizer, not {self.optimizer!r}")
-
-    @property
-    def family(self) -> str:
-        """``"recurrent"`` (lstm, gru, rnn), ``"cnn"`` or ``"transformer"``."""
-        return "recurrent" if self.model in RECURRENT else self.model
-
-    @property
-    def model_pooling(self) -> str:
-        """``pooling`` with ``"auto"`` resolved: the model's own (recurrent: last, cnn: max, transformer: cls)."""
-        if self.pooling != "auto":
-            return self.pooling
-        return {"recurrent": "last", "cnn": "max", "transformer": "cls"}[self.family]
-
-    def _check_model(self) -> None:
-        if self.model in RECURRENT and self.cell in RECURRENT and self.model != self.cell:
-            raise ValueError(f"model {self.model!r} and cell {self.cell!r} disagree: give one of --model, --cell")
-        if self.family != "recurrent" and self.cell != "lstm":
-            raise ValueError(f"cell {self.cell!r} applies to recurrent models, not model {self.model!r}")
-        if self.pooling not in _POOLINGS[self.family]:
-            raise ValueError(f"pooling {self.pooling!r} does not apply to model {self.model!r}: "
-                             f"{', '.join(_POOLINGS[self.family])}")
-        if self.family != "recurrent":
-            for name in ("bidirectional", "recurrent_dropout"):
-                if getattr(self, name):
-                    raise ValueError(f"{name} applies to recurrent models, not model {self.model!r}")
-        if self.family == "cnn":
-            for name, on in (("dropout", self.dropout), ("layers", self.layers != 1)):
-                if on:
-                    raise ValueError(f"{name} applies to recurrent models and Transformers, not model 'cnn' (its "
-                                     "dropout: embed_dropout, output_dropout)")
-        widths = self.cnn_widths
-        if (not isinstance(widths, tuple) or not widths
-                or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths)):
-            raise ValueError(f"cnn_widths must be one or more integers >= 1; got {widths!r}")
-        for name in ("cnn_filters", "heads", "ff_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.model == "transformer" and self.embed_dim % self.heads:
-            raise ValueError(f"heads ({self.heads}) must divide embed_dim ({self.embed_dim}): each head gets "
-                             "embed_dim / heads dimensions")
 
     def _check_remedies(self) -> None:
         if not 0.0 <= self.recurrent_dropout < 1.0:
@@ -284,9 +213,8 @@ class Config:
         return cls(**raw)
 
 
-MODEL_FIELDS = ("tokenizer", "max_len", "vocab_size", "min_freq", "model", "cell", "layers", "bidirectional",
-                "embed_dim", "hidden", "cnn_widths", "cnn_filters", "heads", "ff_size", "activation", "pooling",
-                "ensemble")
+MODEL_FIELDS = ("tokenizer", "max_len", "vocab_size", "min_freq", "cell", "layers", "bidirectional",
+                "embed_dim", "hidden", "pooling", "ensemble")
 """Fields that decide the parameters' shapes or the meaning of token ids: a checkpoint can only be
 resumed or evaluated under the same values."""
 

@@ -204,7 +204,7 @@ class Predictor:
         text as long as that fits ``max_len`` (``predict_proba`` cuts longer texts; a stream
         does not). Each chunk is tokenised on its own: cut between words (for a subword or
         character tokenizer, at a point where it splits anyway). Not for bidirectional or
-        ensemble runs, nor for a CNN, a Transformer or attention pooling.
+        ensemble runs.
 
         Args:
           chunks: the text's consecutive pieces (an empty one changes nothing).
@@ -213,10 +213,6 @@ class Predictor:
           ``<float32>[num_labels]`` after each chunk.
         """
         config = self.files.config
-        if config.family != "recurrent" or config.model_pooling == "attention":
-            raise ValueError(f"{self.directory}: stream needs a recurrent model with pooling last, mean or max "
-                             f"(model={config.model}, pooling={config.model_pooling}): a CNN's windows, a "
-                             "Transformer's attention and attention pooling all look at the whole text")
         if config.bidirectional or config.ensemble > 1:
             raise ValueError(f"{self.directory}: stream needs a unidirectional, single-model run "
                              f"(bidirectional={config.bidirectional}, ensemble={config.ensemble})")

@@ -54,7 +54,7 @@ from lstmjax.data import (
     prepare,
 )
 from lstmjax.data.loading import data_source
-from lstmjax.nn import TextClassifier, TextCNN, TransformerClassifier
+from lstmjax.nn import TextClassifier
 from lstmjax.parallel import DataParallel, process_count, process_index
 from lstmjax.training import (
     Checkpointer,
@@ -100,7 +100,6 @@ __all__ = [
 
 #: The int8 model a ``quantize`` run writes into its run directory (Flax msgpack, no pickle).
 INT8_FILE = "model_int8.msgpack"
-_MODEL_NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN", "cnn": "text CNN", "transformer": "Transformer"}
 _REPORT_KEYS = ("accuracy", "precision", "recall", "f1", "loss", "support")
 
 
@@ -381,30 +380,18 @@ def prepare_data(run: Run, data: TextDataset) -> Prepared:
 # --------------------------------------------------------------------------------------------- model and optimizer
 
 
-def build_model(config: Config, vocab_size: int, num_classes: int) -> TextClassifier | TextCNN | TransformerClassifier:
-    """The classifier a config describes: ``config.model`` picks :class:`~lstmjax.nn.TextClassifier`
-    (lstm, gru, rnn), :class:`~lstmjax.nn.TextCNN` or :class:`~lstmjax.nn.TransformerClassifier`.
+def build_model(config: Config, vocab_size: int, num_classes: int) -> TextClassifier:
+    """The classifier a config describes.
 
     Example:
       >>> build_model(Config(hidden=64), vocab_size=100, num_classes=2).hidden_size
       64
-      >>> type(build_model(Config(model="cnn", cnn_widths=(2, 3)), 100, 2)).__name__
-      'TextCNN'
-      >>> build_model(Config(model="transformer", heads=2, max_len=64), 100, 2).pooling
-      'cls'
     """
-    common = {"vocab_size": vocab_size, "num_classes": num_classes, "embed_dim": config.embed_dim,
-              "embed_dropout": config.embed_dropout, "output_dropout": config.output_dropout}
-    if config.model == "cnn":
-        return TextCNN(**common, widths=config.cnn_widths, filters=config.cnn_filters)
-    if config.model == "transformer":
-        return TransformerClassifier(**common, max_len=config.max_len, num_layers=config.layers, num_heads=config.heads,
-                                     ff_size=config.ff_size, activation=config.activation, dropout=config.dropout,
-                                     pooling=config.model_pooling)
     return TextClassifier(
-        **common, cell=config.cell, hidden_size=config.hidden, num_layers=config.layers,
-        bidirectional=config.bidirectional, dropout=config.dropout, recurrent_dropout=config.recurrent_dropout,
-        pooling=config.model_pooling,
+        vocab_size=vocab_size, num_classes=num_classes, embed_dim=config.embed_dim, cell=config.cell,
+        hidden_size=config.hidden, num_layers=config.layers, bidirectional=config.bidirectional,
+        dropout=config.dropout, embed_dropout=config.embed_dropout, output_dropout=config.output_dropout,
+        recurrent_dropout=config.recurrent_dropout, pooling=config.pooling,
     )
 
 
@@ -484,7 +471,7 @@ def start_state(run: Run, prepared: Prepared):
         rundir.save_run_files(run.directory, config, prepared.vocab, prepared.tokenizer, prepared.label_names,
                               run.data)
     count = sum(x.size for x in jax.tree.leaves(state.params))
-    run.log(f"model: {_MODEL_NAMES[config.model]} classifier, {count:,} parameters; training {config.epochs} epochs "
+    run.log(f"model: {config.cell.upper()} classifier, {count:,} parameters; training {config.epochs} epochs "
             f"of batch {config.batch_size} on {run.parallel.num_devices} {run.parallel.devices[0].platform} "
             f"device(s) ({run.parallel.mode}) in {process_count()} process(es)")
     return model, state, resumed

@@ -7,11 +7,7 @@
 * :mod:`~lstmjax.nn.fused`: :func:`lstm_scan`, the LSTM loop with a hand-written backward pass.
 * :mod:`~lstmjax.nn.layers`: ``LSTM``, ``GRU``, ``SimpleRNN`` (stacked, bidirectional, masked)
   and the one-step ``LSTMCell``, ``GRUCell``, ``SimpleRNNCell``.
-* :mod:`~lstmjax.nn.classifier`: :class:`TextClassifier`: embedding → recurrent stack → pool → dense;
-  :class:`AttentionPooling` (``pooling="attention"``).
-* :mod:`~lstmjax.nn.cnn`: :class:`TextCNN` (Kim 2014): parallel convolutions, masked max over time.
-* :mod:`~lstmjax.nn.transformer`: :class:`TransformerClassifier`: pre-LayerNorm blocks
-  (:class:`TransformerBlock`) on ``nn.MultiHeadDotProductAttention``, [CLS] or mean pooling.
+* :mod:`~lstmjax.nn.classifier`: :class:`TextClassifier`: embedding → recurrent stack → pool → dense.
 * :mod:`~lstmjax.nn.checks`: what bad token ids and lengths do, eagerly and under ``jax.jit``;
   :func:`checked` makes them errors under ``jax.jit`` too (``checkify``).
 * :mod:`~lstmjax.nn.interop`: weights to and from PyTorch, Keras and Flax NNX's recurrent layers.
@@ -32,8 +28,7 @@ from lstmjax.nn.cells import (
     lstm_step,
     rnn_step,
 )
-from lstmjax.nn.classifier import AttentionPooling, TextClassifier, pool
-from lstmjax.nn.cnn import TextCNN, window_counts
+from lstmjax.nn.classifier import TextClassifier, pool
 from lstmjax.nn.fused import lstm_scan
 from lstmjax.nn.interop import (
     from_flax_nnx,
@@ -55,7 +50,6 @@ from lstmjax.nn.layers import (
 )
 from lstmjax.nn.params import is_weight_matrix, param_paths, path_name
 from lstmjax.nn.scan import length_mask, remat_scan_cell, reverse_sequences, scan_cell
-from lstmjax.nn.transformer import TransformerBlock, TransformerClassifier
 
 __all__ = [
     # cells: pure functions
@@ -64,9 +58,7 @@ __all__ = [
     "scan_cell", "length_mask", "reverse_sequences", "remat_scan_cell", "lstm_scan",
     # Linen modules
     "LSTMCell", "GRUCell", "SimpleRNNCell", "LSTM", "GRU", "SimpleRNN", "recurrent_dropout_mask",
-    "TextClassifier", "pool", "AttentionPooling",
-    # the other architectures of §2.2: convolution and attention
-    "TextCNN", "window_counts", "TransformerBlock", "TransformerClassifier",
+    "TextClassifier", "pool",
     # input checks (eager errors; checkify under jit)
     "check_token_ids", "check_lengths", "checked",
     # weights: other libraries, paths

@@ -23,10 +23,10 @@ from lstmjax.nn.scan import length_mask
 
 Array = jax.Array
 
-__all__ = ["AttentionPooling", "TextClassifier", "pool", "token_lengths"]
+__all__ = ["TextClassifier", "pool", "token_lengths"]
 
 PAD_ID = 0  # the data part's padding id (lstmjax.data.vocab.PAD_ID); the model part imports no data code
-Pooling = Literal["last", "mean", "max", "attention"]
+Pooling = Literal["last", "mean", "max"]
 
 
 def pool(outputs: Array, lengths: Array, method: Pooling, final_h: Array | None = None) -> Array:
@@ -63,51 +63,6 @@ def pool(outputs: Array, lengths: Array, method: Pooling, final_h: Array | None 
         best = jnp.max(jnp.where(valid, outputs, neg_inf), axis=1)  # (B, F)
         return jnp.where((lengths > 0)[:, None], best, jnp.zeros_like(best))
     raise ValueError(f"pooling must be 'last', 'mean' or 'max'; got {method!r}")
-
-
-class AttentionPooling(nn.Module):
-    r"""Additive attention over the valid time steps (Bahdanau et al. 2015; Yang et al. 2016's "attention pooling").
-
-    .. math::
-
-        s_t = v^\top \tanh(W h_t + b), \qquad
-        \alpha_t = \frac{\exp s_t}{\sum_{u < \ell} \exp s_u} \ (t < \ell), \qquad
-        z = \sum_{t < \ell} \alpha_t h_t
-
-    where :math:`\ell` is the text's length: padded steps get weight 0, and a text of length 0
-    pools to zeros. The weights ``<float>[batch, time]`` are sown as
-    ``intermediates["attention_weights"]`` (``model.apply(..., mutable=["intermediates"])``).
-
-    Attributes:
-      size: the width of :math:`W` (default: the features' width).
-      param_dtype: parameter dtype.
-
-    ``__call__(outputs <float>[batch, time, features], lengths <int>[batch]) -> <float>[batch, features]``.
-
-    Example:
-      >>> import jax, jax.numpy as jnp
-      >>> h = jnp.arange(12.0).reshape(2, 3, 2)
-      >>> attention = AttentionPooling()
-      >>> variables = attention.init(jax.random.key(0), h, jnp.array([2, 1]))
-      >>> z, sown = attention.apply(variables, h, jnp.array([2, 1]), mutable=["intermediates"])
-      >>> z.shape, sown["intermediates"]["attention_weights"][0].sum(-1).tolist()
-      ((2, 2), [1.0, 1.0])
-      >>> bool(jnp.allclose(z[1], h[1, 0]))   # one valid step: all the weight on it
-      True
-    """
-
-    size: int | None = None
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, outputs: Array, lengths: Array) -> Array:
-        valid = length_mask(lengths, outputs.shape[1])  # (B, T)
-        hidden = nn.Dense(self.size or outputs.shape[-1], param_dtype=self.param_dtype, name="W")(outputs)
-        scores = nn.Dense(1, use_bias=False, param_dtype=self.param_dtype, name="v")(jnp.tanh(hidden))[..., 0]  # (B, T)
-        scores = jnp.where(valid, scores, jnp.finfo(scores.dtype).min)
-        weights = jnp.where(valid, jax.nn.softmax(scores, axis=-1), 0.0)  # (B, T): 0 at padding, all 0 if length 0
-        self.sow("intermediates", "attention_weights", weights)
-        return jnp.einsum("bt,btf->bf", weights, outputs)  # (B, F)
 
 
 def token_lengths(token_ids: Array, lengths: Array | None = None) -> Array:
@@ -153,9 +108,7 @@ class TextClassifier(nn.Module):
       dropout: dropout between stacked recurrent layers.
       recurrent_dropout: variational dropout on the recurrent state, one mask per sequence
         (see :class:`lstmjax.LSTM`).
-      pooling: ``"last"`` (default, as Keras ``LSTM(128)``), ``"mean"``, ``"max"`` or
-        ``"attention"`` (:class:`AttentionPooling`, parameters under ``"attention"``; its weights
-        are sown as ``intermediates["attention"]["attention_weights"]``).
+      pooling: ``"last"`` (default, as Keras ``LSTM(128)``), ``"mean"`` or ``"max"``.
       output_dropout: dropout on the pooled features before the dense layer.
       fused, hoist_inputs, remat_chunk, matmul_dtype: the recurrent loop's speed and memory
         options; see :class:`lstmjax.LSTM` and ``tutorials/11_performance.md``.
@@ -222,8 +175,6 @@ class TextClassifier(nn.Module):
             embedding_init=_keras_embedding_init,
         )
         self.recurrent = self._recurrent_stack()
-        if self.pooling == "attention":
-            self.attention = AttentionPooling(param_dtype=self.param_dtype)
         self.dense = nn.Dense(self.num_classes, param_dtype=self.param_dtype)
         self.embed_drop = nn.Dropout(self.embed_dropout)
         self.output_drop = nn.Dropout(self.output_dropout)
@@ -231,8 +182,8 @@ class TextClassifier(nn.Module):
     def _check_options(self) -> None:
         if self.cell not in ("lstm", "gru", "rnn"):
             raise ValueError(f"cell must be 'lstm', 'gru' or 'rnn'; got {self.cell!r}")
-        if self.pooling not in ("last", "mean", "max", "attention"):
-            raise ValueError(f"pooling must be 'last', 'mean', 'max' or 'attention'; got {self.pooling!r}")
+        if self.pooling not in ("last", "mean", "max"):
+            raise ValueError(f"pooling must be 'last', 'mean' or 'max'; got {self.pooling!r}")
 
     def _recurrent_stack(self, **module_args):
         """The recurrent layer these attributes describe (a Linen module; the NNX twin builds its own from it,
@@ -252,8 +203,6 @@ class TextClassifier(nn.Module):
             h_n = final[0] if self.cell == "lstm" else final  # (L*D, B, H)
             directions = 2 if self.bidirectional else 1
             return pool(outputs, lengths, "last", final_h=h_n[-directions:])
-        if self.pooling == "attention":
-            return self.attention(outputs, lengths)
         return pool(outputs, lengths, self.pooling)
 
     def embed(self, token_ids: Array) -> Array:
@@ -326,9 +275,6 @@ class TextClassifier(nn.Module):
           >>> bool(jnp.allclose(logits, model.apply(variables, ids), atol=1e-6)), state["count"].tolist()
           (True, [5])
         """
-        if self.pooling == "attention":
-            raise ValueError("stream needs pooling 'last', 'mean' or 'max': attention pooling weighs every step "
-                             "by a softmax over the whole text")
         if self.bidirectional:
             raise ValueError("stream needs a unidirectional model: a bidirectional one reads each text from its end too")
         lengths = token_lengths(token_ids, lengths)

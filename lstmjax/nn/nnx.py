@@ -331,9 +331,6 @@ class TextClassifier(nnx.Module):
                  **attributes):
         self.spec = spec = classifier.TextClassifier(vocab_size, num_classes, **attributes)
         spec._check_options()
-        if spec.pooling == "attention":
-            raise ValueError("the NNX twin has no attention pooling (yet): use the Linen TextClassifier for "
-                             "pooling='attention'")
         self.embedding = nnx.Embed(vocab_size, spec.embed_dim, embedding_init=classifier._keras_embedding_init,
                                    param_dtype=spec.param_dtype, rngs=rngs)
         stack = spec._recurrent_stack(parent=None)  # the Linen stack: its class and options
