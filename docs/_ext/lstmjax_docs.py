@@ -231,7 +231,8 @@ class RunTimes(SphinxDirective):
         headers = [tr("tutorial"), tr("full-size run"), tr("core"), tr("extension sections"), tr("load average")]
         rows = ["| " + " | ".join(headers) + " |", "|---|---|---|---|---|"]
         for stem, item in record["tutorials"].items():
-            extensions = ", ".join("§" + h.split(".")[0] for h, _ in item["sections"] if h.endswith("(extension)"))
+            extensions = ", ".join("§" + h.split(".")[0] for h, _ in item["sections"]
+                                   if lstmjax_fullrun.is_extension(h))
             rows.append(f"| {stem[:2]} | {lstmjax_fullrun.duration(item['seconds'])} | "
                         f"{lstmjax_fullrun.duration(item['core_seconds'])} | {extensions or '–'} | "
                         f"{max(item.get('load') or [0.0]):.1f} |")

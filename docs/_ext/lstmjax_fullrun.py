@@ -36,9 +36,10 @@ RECORD = TUTORIALS / "full_run.json"
 RECORD_COMMAND = "python docs/build.py --execute --record"
 
 _CODE_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
-EXTENSION = re.compile(r"^#{2,}\s.*\(extension\)\s*$", re.IGNORECASE)
-"""A section heading that marks an extension: ``## 8. Ensembles (extension)``. Its section (to the
-next heading of the same or a higher level) is not part of the core a 90-minute class runs."""
+def is_extension(heading: str) -> bool:
+    """Whether a ``##`` section heading marks an extension (``8. Ensembles (extension)``): a section a
+    90-minute class leaves for reading or homework, not part of the core."""
+    return heading.rstrip().lower().endswith("(extension)")
 
 
 def code_digest(markdown: str) -> str:
@@ -55,24 +56,6 @@ def _seconds(cell) -> float:
         return 0.0
     parse = datetime.datetime.fromisoformat
     return max(0.0, (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds())
-
-
-def _in_extension(notebook) -> list[bool]:
-    """For each cell: is it inside a section marked ``(extension)``?"""
-    flags, level = [], None  # level: the heading level of the extension we are in
-    for cell in notebook["cells"]:
-        if cell["cell_type"] == "markdown":
-            for line in "".join(cell["source"]).splitlines():
-                heading = re.match(r"^(#{1,6})\s", line)
-                if not heading:
-                    continue
-                depth = len(heading.group(1))
-                if level is not None and depth <= level:
-                    level = None
-                if level is None and EXTENSION.match(line):
-                    level = depth
-        flags.append(level is not None)
-    return flags
 
 
 def _section_seconds(notebook, seconds: list[float]) -> list[list]:
@@ -100,13 +83,12 @@ def _output_text(cell) -> str:
 def entry(source: pathlib.Path, notebook: dict) -> dict:
     """One tutorial's record from its executed notebook (a JSON-like dict, as nbformat reads it)."""
     code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
-    extension = _in_extension(notebook)
-    seconds = [_seconds(c) if c["cell_type"] == "code" else 0.0 for c in notebook["cells"]]
+    sections = _section_seconds(notebook, [_seconds(c) if c["cell_type"] == "code" else 0.0 for c in notebook["cells"]])
     return {
-        "seconds": round(sum(seconds), 1),
-        "sections": _section_seconds(notebook, seconds),
-        "core_seconds": round(sum(s for s, ext in zip(seconds, extension) if not ext), 1),
-        "has_extensions": any(extension),
+        "seconds": round(sum(spent for _, spent in sections), 1),
+        "sections": sections,
+        "core_seconds": round(sum(spent for heading, spent in sections if not is_extension(heading)), 1),
+        "has_extensions": any(is_extension(heading) for heading, _ in sections),
         "code": code_digest(source.read_text(encoding="utf-8")),
         "outputs": [_output_text(c) for c in code],
     }
@@ -248,8 +230,8 @@ def problems(source: pathlib.Path, record: dict | None) -> list[str]:
     if item is None:
         return [f"{name}: no full-size run recorded in tutorials/{RECORD.name}; run `{RECORD_COMMAND}`"]
     if item["code"] != code_digest(markdown):
-        return [f"{name}: its code cells changed since the full-size run of {item['date']}; "
-                f"run `{RECORD_COMMAND}` again and check the numbers its prose quotes"]
+        return [(f"{name}: its code cells changed since the full-size run of {item['date']}; "
+                 f"run `{RECORD_COMMAND}` again and check the numbers its prose quotes")]
     found = []
     outputs = "\n".join(item["outputs"])
     for line, number in quoted_numbers(markdown):
